@@ -1,0 +1,183 @@
+"""Every metric the service exports, in one place.
+
+The dashboard generator, the alert rules and the tests import the names from here, so a rename is one
+edit. No label ever takes a value chosen by a client: routes come from the Flask URL map, methods and
+invalid-input reasons from fixed sets, features, bins and classes from the loaded model.
+
+This module must be imported after ``PROMETHEUS_MULTIPROC_DIR`` is set (``app/gunicorn.conf.py`` does it),
+or every worker silently keeps its own numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from prometheus_client import Counter, Gauge, Histogram
+
+# The latency SLO threshold must be a bucket boundary so that the SLI is an exact bucket ratio. 0.25 is
+# written the same way by prometheus_client and by Prometheus 3's `le` normalisation.
+LATENCY_SLO_SECONDS = 0.25
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, LATENCY_SLO_SECONDS, 0.5, 1.0, 2.5, 5.0)
+INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+CONFIDENCE_BUCKETS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+UNMATCHED_ROUTE = "unmatched"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+
+# Why a request body was refused. A fixed set: the label never carries client text.
+INVALID_REASONS = (
+    "unsupported_media_type",
+    "body_too_large",
+    "invalid_json",
+    "not_an_object",
+    "missing_key",
+    "unexpected_key",
+    "not_a_list",
+    "empty_batch",
+    "batch_too_large",
+    "wrong_row_length",
+    "missing_feature",
+    "unknown_feature",
+    "non_numeric",
+    "non_finite",
+)
+
+HTTP_REQUESTS_TOTAL = "http_requests_total"
+HTTP_REQUEST_DURATION_SECONDS = "http_request_duration_seconds"
+HTTP_REQUESTS_IN_FLIGHT = "http_requests_in_flight"
+MODEL_PREDICTIONS_TOTAL = "model_predictions_total"
+MODEL_PREDICTION_CONFIDENCE = "model_prediction_confidence"
+MODEL_INFERENCE_DURATION_SECONDS = "model_inference_duration_seconds"
+MODEL_BATCH_ROWS = "model_batch_rows"
+MODEL_INPUT_FEATURE_BIN_TOTAL = "model_input_feature_bin_total"
+MODEL_REFERENCE_FEATURE_BIN_RATIO = "model_reference_feature_bin_ratio"
+MODEL_REFERENCE_CLASS_RATIO = "model_reference_class_ratio"
+MODEL_INVALID_REQUESTS_TOTAL = "model_invalid_requests_total"
+MODEL_INFO = "model_info"
+
+# prometheus_client appends `_total` to counters itself: strip it for the constructor.
+http_requests = Counter(
+    HTTP_REQUESTS_TOTAL.removesuffix("_total"),
+    "HTTP requests answered, by route template, method and status code.",
+    ["method", "route", "status"],
+)
+http_request_duration = Histogram(
+    HTTP_REQUEST_DURATION_SECONDS,
+    "Time from the request reaching a worker to its response being ready, in seconds.",
+    ["method", "route"],
+    buckets=REQUEST_BUCKETS,
+)
+http_in_flight = Gauge(
+    HTTP_REQUESTS_IN_FLIGHT,
+    "Requests being handled by a worker right now, summed over live workers.",
+    multiprocess_mode="livesum",
+)
+predictions = Counter(
+    MODEL_PREDICTIONS_TOTAL.removesuffix("_total"),
+    "Rows predicted, by model version and predicted class.",
+    ["model_version", "predicted_class"],
+)
+confidence = Histogram(
+    MODEL_PREDICTION_CONFIDENCE,
+    "Probability of the predicted class, one observation per row.",
+    buckets=CONFIDENCE_BUCKETS,
+)
+inference_duration = Histogram(
+    MODEL_INFERENCE_DURATION_SECONDS,
+    "Time spent in the model call alone (predict_proba on one batch), in seconds.",
+    buckets=INFERENCE_BUCKETS,
+)
+batch_rows = Histogram(
+    MODEL_BATCH_ROWS,
+    "Rows per accepted /predict request.",
+    buckets=BATCH_BUCKETS,
+)
+input_feature_bin = Counter(
+    MODEL_INPUT_FEATURE_BIN_TOTAL.removesuffix("_total"),
+    "Input values seen, by feature and by bin of that feature's training distribution.",
+    ["feature", "bin"],
+)
+reference_feature_bin = Gauge(
+    MODEL_REFERENCE_FEATURE_BIN_RATIO,
+    "Share of training rows in each bin of each feature: the baseline that drift (PSI) is measured against.",
+    ["feature", "bin"],
+    multiprocess_mode="max",
+)
+reference_class = Gauge(
+    MODEL_REFERENCE_CLASS_RATIO,
+    "Share of each class in the training labels: the prior that prediction drift is measured against.",
+    ["predicted_class"],
+    multiprocess_mode="max",
+)
+invalid_requests = Counter(
+    MODEL_INVALID_REQUESTS_TOTAL.removesuffix("_total"),
+    "Request bodies refused with a 4xx, by reason.",
+    ["reason"],
+)
+model_info = Gauge(
+    MODEL_INFO,
+    "Always 1; labels name the model this process serves.",
+    ["model_name", "model_version"],
+    multiprocess_mode="max",
+)
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+class ModelMetrics:
+    """The per-model children, resolved once so that the request path only calls ``inc``/``observe``."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        feature_names: Sequence[str],
+        class_names: Sequence[str],
+        bin_ratios: Sequence[Sequence[float]],
+        class_ratios: Sequence[float],
+    ) -> None:
+        self.version = version
+        self._class_children = [predictions.labels(version, c) for c in class_names]
+        self._bin_children = [
+            [input_feature_bin.labels(f, str(b)) for b in range(len(ratios))]
+            for f, ratios in zip(feature_names, bin_ratios, strict=True)
+        ]
+        model_info.labels(name, version).set(1)
+        for feature, ratios in zip(feature_names, bin_ratios, strict=True):
+            for b, ratio in enumerate(ratios):
+                reference_feature_bin.labels(feature, str(b)).set(ratio)
+        for cls, ratio in zip(class_names, class_ratios, strict=True):
+            reference_class.labels(cls).set(ratio)
+
+    def observe_batch(
+        self,
+        bin_indices: np.ndarray,
+        predicted: np.ndarray,
+        top_probability: Iterable[float],
+        inference_seconds: float,
+    ) -> None:
+        """Record one accepted batch; ``bin_indices`` is rows x features, ``predicted`` class indices."""
+        inference_duration.observe(inference_seconds)
+        batch_rows.observe(len(predicted))
+        for cls, count in enumerate(np.bincount(predicted, minlength=len(self._class_children))):
+            if count:
+                self._class_children[cls].inc(int(count))
+        for p in top_probability:
+            confidence.observe(p)
+        # One inc per (feature, bin) present rather than per value: a 256-row batch costs at most
+        # features x bins increments, not 256 x features.
+        for children, column in zip(self._bin_children, bin_indices.T, strict=True):
+            for b, count in enumerate(np.bincount(column, minlength=len(children))):
+                if count:
+                    children[b].inc(int(count))
+
+
+def initialise_invalid_reasons() -> None:
+    """Export every reason at 0 so that rates exist before the first bad request."""
+    for reason in INVALID_REASONS:
+        invalid_requests.labels(reason)

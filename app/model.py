@@ -1,0 +1,88 @@
+"""Loading the trained artefact and running it on validated input."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+PUBLIC_METADATA = ("name", "version", "dataset", "feature_names", "class_names", "accuracy", "trained_at")
+
+
+class ModelUnavailable(Exception):
+    """The artefact is missing or unreadable; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    labels: list[str]
+    probabilities: np.ndarray
+    class_indices: np.ndarray
+    bin_indices: np.ndarray
+    inference_seconds: float
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    estimator: Any
+    metadata: dict[str, Any]
+    bin_edges: tuple[np.ndarray, ...]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["version"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.metadata["feature_names"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metadata["class_names"]
+
+    def public_metadata(self) -> dict[str, Any]:
+        return {key: self.metadata[key] for key in PUBLIC_METADATA}
+
+    def predict(self, rows: np.ndarray) -> Prediction:
+        started = time.perf_counter()
+        probabilities = self.estimator.predict_proba(rows)
+        elapsed = time.perf_counter() - started
+        indices = probabilities.argmax(axis=1)
+        bins = np.column_stack(
+            [np.searchsorted(edges, rows[:, j], side="right") for j, edges in enumerate(self.bin_edges)]
+        )
+        return Prediction(
+            labels=[self.class_names[i] for i in indices],
+            probabilities=probabilities,
+            class_indices=indices,
+            bin_indices=bins,
+            inference_seconds=elapsed,
+        )
+
+
+def load(model_dir: Path) -> LoadedModel:
+    metadata_path = model_dir / METADATA_FILE
+    model_path = model_dir / MODEL_FILE
+    try:
+        metadata = json.loads(metadata_path.read_text())
+        estimator = joblib.load(model_path)
+        features = metadata["reference"]["features"]
+        bin_edges = tuple(np.asarray(f["bin_edges"], dtype=float) for f in features)
+        if [f["name"] for f in features] != metadata["feature_names"]:
+            raise ValueError("reference features do not match feature_names")
+        if getattr(estimator, "n_features_in_", len(bin_edges)) != len(bin_edges):
+            raise ValueError("the model and its metadata disagree on the number of features")
+    except FileNotFoundError as exc:
+        raise ModelUnavailable(
+            f"no model artefact at {model_dir}: {exc.filename} is missing; run `python -m app.train --out {model_dir}`"
+        ) from exc
+    except Exception as exc:  # a corrupt artefact can fail in json, pickle or numpy
+        raise ModelUnavailable(f"model artefact at {model_dir} is unreadable: {type(exc).__name__}: {exc}") from exc
+    return LoadedModel(estimator=estimator, metadata=metadata, bin_edges=bin_edges)

@@ -1,0 +1,104 @@
+"""Train the wine classifier and write the artefact the server loads.
+
+    python -m app.train --out model/
+
+Deterministic: the same library versions give byte-identical files and therefore the same version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.datasets import load_wine
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from app.model import METADATA_FILE, MODEL_FILE
+
+log = logging.getLogger("app.train")
+
+MODEL_NAME = "wine-logreg"
+DATASET = "sklearn.datasets.load_wine"
+SEED = 42
+BINS_PER_FEATURE = 10
+
+
+def reference_bins(column: np.ndarray, bins: int = BINS_PER_FEATURE) -> tuple[list[float], list[float]]:
+    """Quantile bin edges of one training column and the share of training rows in each bin.
+
+    Edges are the interior cut points; the first and last bins are open so every input lands somewhere.
+    Repeated quantiles (integer-valued features) collapse, so a feature may get fewer bins.
+    """
+    edges = np.unique(np.quantile(column, np.linspace(0, 1, bins + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, column, side="right"), minlength=len(edges) + 1)
+    return [float(e) for e in edges], [float(c) / len(column) for c in counts]
+
+
+def train() -> tuple[Pipeline, dict]:
+    data = load_wine()
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.25, random_state=SEED, stratify=data.target
+    )
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED))
+    model.fit(x_train, y_train)
+    features = []
+    for j, name in enumerate(data.feature_names):
+        edges, ratios = reference_bins(x_train[:, j])
+        features.append({"name": name, "bin_edges": edges, "bin_ratios": ratios})
+    class_counts = np.bincount(y_train, minlength=len(data.target_names))
+    metadata = {
+        "name": MODEL_NAME,
+        "dataset": DATASET,
+        "feature_names": list(data.feature_names),
+        "class_names": [str(c) for c in data.target_names],
+        "accuracy": round(float(model.score(x_test, y_test)), 6),
+        "train_rows": len(x_train),
+        "test_rows": len(x_test),
+        "reference": {
+            "features": features,
+            "class_ratios": [float(c) / len(y_train) for c in class_counts],
+        },
+    }
+    return model, metadata
+
+
+def write_artefact(model: Pipeline, metadata: dict, out: Path) -> dict:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    blob = buffer.getvalue()
+    metadata = {
+        **metadata,
+        "version": hashlib.sha256(blob).hexdigest()[:12],
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_FILE).write_bytes(blob)
+    # Metadata last: the loader treats its presence as "the artefact is complete".
+    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("model"), help="directory for the artefact")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    metadata = write_artefact(*train(), args.out)
+    log.info(
+        "wrote %s version %s (held-out accuracy %.3f) to %s",
+        metadata["name"], metadata["version"], metadata["accuracy"], args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()
