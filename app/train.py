@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     metadata = write_artefact(*train(), args.out)
     log.info(
         "wrote %s version %s (held-out accuracy %.3f) to %s",
-        metadata["name"], metadata["version"], metadata["accuracy"], args.out,
+        metadata["name"],
+        metadata["version"],
+        metadata["accuracy"],
+        args.out,
     )
 
 

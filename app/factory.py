@@ -1,0 +1,81 @@
+"""The app factory: configuration, error handling and security headers around the API blueprint."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from app.model_state import ModelState
+from app.routes import api
+from app.validation import MAX_BODY_BYTES, InvalidInput
+
+log = logging.getLogger("app")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+# Werkzeug's exception names, made into stable machine-readable codes.
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() not in {"0", "false", "no", "off", ""}
+
+
+def create_app(model_dir: Path | None = None, instrumented: bool | None = None) -> Flask:
+    """Build the service. Defaults come from ``MODEL_DIR`` (``model``) and ``METRICS_ENABLED`` (on)."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    app.json.compact = True
+    if instrumented is None:
+        instrumented = _env_flag("METRICS_ENABLED", True)
+    if model_dir is None:
+        model_dir = Path(os.environ.get("MODEL_DIR", "model"))
+
+    # Imported here so that nothing touches prometheus_client before the caller set the multiprocess dir.
+    from app import metrics
+
+    if instrumented:
+        from app.instrumentation import instrument
+
+        instrument(app)
+        metrics.initialise_invalid_reasons()
+    app.extensions["model_state"] = ModelState(model_dir, instrumented=instrumented)
+    app.register_blueprint(api)
+
+    @app.errorhandler(InvalidInput)
+    def _invalid(exc: InvalidInput):
+        if instrumented:
+            metrics.invalid_requests.labels(exc.reason).inc()
+        return jsonify(error=exc.reason, detail=exc.detail), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = HTTP_ERROR_CODES.get(exc.code or 0, "http_error")
+        if exc.code == 413 and instrumented:
+            metrics.invalid_requests.labels("body_too_large").inc()
+        return jsonify(error=code, detail=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        # The trace goes to the log, never to the client.
+        log.exception("unhandled error")
+        return jsonify(error="internal_error", detail="the server failed to handle the request"), 500
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    return app

@@ -1,0 +1,83 @@
+"""gunicorn settings for the model service: ``gunicorn -c app/gunicorn.conf.py app.wsgi:app``.
+
+gunicorn reads this file in the master before it imports the app (``preload_app``), so this is the one
+place where the environment can still be fixed up for prometheus_client and the BLAS libraries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+# One BLAS thread per worker: the workers are the parallelism, and oversubscribed BLAS threads fight them.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+# prometheus_client reads this when first imported: it must be set before the app is. It is wiped here,
+# when the config is read, because preload imports the app BEFORE the on_starting hook would run.
+_multiproc = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="prometheus-multiproc-"))
+_multiproc.mkdir(parents=True, exist_ok=True)
+for _stale in _multiproc.glob("*.db"):
+    _stale.unlink()
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_multiproc)
+
+
+def _allowed_cpus() -> int:
+    """CPUs this process may use: the cgroup quota if one is set, else its affinity mask."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY") or _allowed_cpus())
+worker_class = "sync"
+preload_app = True
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+max_requests = int(os.environ.get("MAX_REQUESTS", "0"))
+max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "0"))
+# Heartbeat files on tmpfs: a disk-backed /tmp can stall workers long enough to be killed as hung.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# gunicorn 27 opens a control socket under $HOME by default; a read-only root filesystem has no place for it.
+control_socket_disable = True
+
+# The app is preloaded right after this file is read: its log lines (model loaded, or why not) need a handler.
+logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+
+METRICS_HOST = os.environ.get("METRICS_HOST", "0.0.0.0")
+METRICS_PORT = int(os.environ.get("METRICS_PORT", "9100"))
+
+
+def when_ready(server):
+    from app.exposition import start_metrics_server
+
+    server.metrics_server = start_metrics_server(METRICS_HOST, METRICS_PORT)
+    server.log.info(
+        "metrics for all workers at http://%s:%d/metrics (served by the master)", METRICS_HOST, METRICS_PORT
+    )
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    # Drops the dead worker's live gauges (in-flight); its counters stay, as counters must.
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    metrics_server = getattr(server, "metrics_server", None)
+    if metrics_server is not None:
+        metrics_server.shutdown()

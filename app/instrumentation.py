@@ -1,0 +1,39 @@
+"""Request metrics as Flask hooks: count, latency and in-flight for every request a worker answers."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, g, request
+
+from app import metrics
+
+
+def _route() -> str:
+    # The URL rule template, never the raw path: random URLs all land on one series.
+    rule = request.url_rule
+    return rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
+
+
+def instrument(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.metrics_started = time.perf_counter()
+        metrics.http_in_flight.inc()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        started = g.pop("metrics_started", None)
+        if started is not None:
+            method = metrics.method_label(request.method)
+            route = _route()
+            metrics.http_request_duration.labels(method, route).observe(time.perf_counter() - started)
+            metrics.http_requests.labels(method, route, str(response.status_code)).inc()
+            metrics.http_in_flight.dec()
+        return response
+
+    @app.teardown_request
+    def _finish(_exc: BaseException | None) -> None:
+        # Reached without after_request only if the response itself failed: keep in-flight honest.
+        if g.pop("metrics_started", None) is not None:
+            metrics.http_in_flight.dec()

@@ -1,0 +1,62 @@
+"""The model a worker serves, loaded at start-up and retried while it is missing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app import metrics
+from app.model import LoadedModel, ModelUnavailable, load
+
+log = logging.getLogger("app.model")
+
+RETRY_SECONDS = 5.0
+
+
+class ModelState:
+    """Holds the loaded model, or the reason there is none.
+
+    A missing artefact must not crash-loop the pod: readiness stays false and says why, and the load is
+    retried at most every ``RETRY_SECONDS`` when readiness is probed (a volume may arrive late).
+    """
+
+    def __init__(self, model_dir: Path, instrumented: bool = True) -> None:
+        self.model_dir = model_dir
+        self.instrumented = instrumented
+        self.model: LoadedModel | None = None
+        self.metrics: metrics.ModelMetrics | None = None
+        self.error = "not loaded yet"
+        self._last_attempt = -RETRY_SECONDS
+        self._lock = threading.Lock()
+        self.try_load()
+
+    def try_load(self) -> LoadedModel | None:
+        with self._lock:
+            if self.model is not None or time.monotonic() - self._last_attempt < RETRY_SECONDS:
+                return self.model
+            self._last_attempt = time.monotonic()
+            try:
+                model = load(self.model_dir)
+            except ModelUnavailable as exc:
+                self.error = str(exc)
+                log.error("model not loaded, readiness will fail: %s", exc)
+                return None
+            # The first predict_proba pays for lazy initialisation; pay it here, not on a client's request.
+            model.estimator.predict_proba(np.zeros((1, len(model.feature_names))))
+            if self.instrumented:
+                reference = model.metadata["reference"]
+                self.metrics = metrics.ModelMetrics(
+                    name=model.metadata["name"],
+                    version=model.version,
+                    feature_names=model.feature_names,
+                    class_names=model.class_names,
+                    bin_ratios=[f["bin_ratios"] for f in reference["features"]],
+                    class_ratios=reference["class_ratios"],
+                )
+            self.model = model
+            log.info("loaded model %s version %s from %s", model.metadata["name"], model.version, self.model_dir)
+            return model

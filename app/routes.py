@@ -1,0 +1,67 @@
+"""The HTTP API: predictions, model metadata, liveness and readiness."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.model_state import ModelState
+from app.validation import InvalidInput, decode_json_object, parse_instances
+
+api = Blueprint("api", __name__)
+
+
+def _state() -> ModelState:
+    return current_app.extensions["model_state"]
+
+
+def _unavailable(state: ModelState):
+    return jsonify(error="model_unavailable", detail=state.error), 503
+
+
+@api.get("/healthz")
+def healthz():
+    # Liveness touches nothing: a missing model is a readiness problem, restarting would not fix it.
+    return jsonify(status="ok")
+
+
+@api.get("/readyz")
+def readyz():
+    state = _state()
+    model = state.try_load()
+    if model is None:
+        return _unavailable(state)
+    return jsonify(status="ready", model_version=model.version)
+
+
+@api.get("/model")
+def model_metadata():
+    state = _state()
+    if state.model is None:
+        return _unavailable(state)
+    return jsonify(state.model.public_metadata())
+
+
+@api.post("/predict")
+def predict():
+    state = _state()
+    model = state.model
+    if model is None:
+        return _unavailable(state)
+    payload = decode_json_object(request.get_data(cache=False), request.mimetype)
+    rows = parse_instances(payload, model.feature_names)
+    result = model.predict(rows)
+    if state.metrics is not None:
+        state.metrics.observe_batch(
+            result.bin_indices,
+            result.class_indices,
+            result.probabilities.max(axis=1).tolist(),
+            result.inference_seconds,
+        )
+    return jsonify(
+        predictions=result.labels,
+        probabilities=result.probabilities.round(6).tolist(),
+        model_version=model.version,
+    )
+
+
+__all__ = ["InvalidInput", "api"]

@@ -1,0 +1,97 @@
+"""Turning a request body into a feature matrix, or into one of a fixed set of refusals.
+
+Every refusal carries a reason from ``app.metrics.INVALID_REASONS`` (the metric label) and a sentence for
+the client. Nothing here echoes client text back into a label.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+MAX_ROWS = 256
+# 256 rows of 13 features written as objects with long keys stay well under this.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class InvalidInput(Exception):
+    def __init__(self, reason: str, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+
+def _reject_constant(name: str) -> float:
+    # json.loads accepts NaN and Infinity by default; JSON itself does not.
+    raise InvalidInput("non_finite", f"{name} is not a finite number")
+
+
+def decode_json_object(body: bytes, mimetype: str | None) -> dict[str, Any]:
+    if mimetype != "application/json":
+        raise InvalidInput("unsupported_media_type", "send the body as Content-Type: application/json", 415)
+    try:
+        payload = json.loads(body, parse_constant=_reject_constant)
+    except InvalidInput:
+        raise
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InvalidInput("invalid_json", "the body is not valid JSON") from exc
+    if not isinstance(payload, dict):
+        raise InvalidInput("not_an_object", "the body must be a JSON object")
+    return payload
+
+
+def require_keys(payload: dict[str, Any], key: str) -> Any:
+    if key not in payload:
+        raise InvalidInput("missing_key", f'the body must have the key "{key}"')
+    if len(payload) != 1:
+        raise InvalidInput("unexpected_key", f'the body must have only the key "{key}"')
+    return payload[key]
+
+
+def _number(value: Any, where: str) -> float:
+    # bool is an int subclass: true/false are not measurements.
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise InvalidInput("non_finite", f"{where} is not a finite number")
+        return value
+    if type(value) is int:
+        number = float(value) if abs(value) < 1e308 else math.inf
+        if not math.isfinite(number):
+            raise InvalidInput("non_finite", f"{where} is too large")
+        return number
+    raise InvalidInput("non_numeric", f"{where} must be a number")
+
+
+def parse_instances(payload: dict[str, Any], feature_names: Sequence[str]) -> np.ndarray:
+    """``{"instances": [...]}`` to a rows x features float matrix, rows as lists or as objects."""
+    instances = require_keys(payload, "instances")
+    if not isinstance(instances, list):
+        raise InvalidInput("not_a_list", '"instances" must be a list of rows')
+    if not instances:
+        raise InvalidInput("empty_batch", '"instances" must hold at least one row')
+    if len(instances) > MAX_ROWS:
+        raise InvalidInput("batch_too_large", f'"instances" may hold at most {MAX_ROWS} rows')
+    width = len(feature_names)
+    rows = np.empty((len(instances), width), dtype=float)
+    for i, row in enumerate(instances):
+        if isinstance(row, list):
+            if len(row) != width:
+                raise InvalidInput("wrong_row_length", f"row {i} has {len(row)} values, the model takes {width}")
+            values = row
+        elif isinstance(row, dict):
+            missing = [name for name in feature_names if name not in row]
+            if missing:
+                raise InvalidInput("missing_feature", f"row {i} lacks {len(missing)} feature(s), e.g. {missing[0]!r}")
+            if len(row) != width:
+                raise InvalidInput("unknown_feature", f"row {i} has keys that are not features of the model")
+            values = [row[name] for name in feature_names]
+        else:
+            raise InvalidInput("not_a_list", f"row {i} must be a list of numbers or an object keyed by feature")
+        for j, value in enumerate(values):
+            rows[i, j] = _number(value, f"row {i}, feature {feature_names[j]!r}")
+    return rows

@@ -1,0 +1,1 @@
+"""The stack without a cluster: Prometheus and Alertmanager configured from the rendered manifests."""
