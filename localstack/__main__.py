@@ -1,0 +1,87 @@
+"""The local stack's command line (the Makefile's targets call it).
+
+    python -m localstack up       # start detached: app (gunicorn), Prometheus, Alertmanager, webhook sink
+    python -m localstack down     # stop everything it started
+    python -m localstack status
+    python -m localstack demo     # up, drive locust traffic, print URLs and a summary, Ctrl-C stops all
+    python -m localstack config   # only write the generated config files
+
+Ports come from APP_PORT, METRICS_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT, WEBHOOK_PORT; state (configs,
+data, logs, pids, model) lives under STATE_DIR (default .state/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from localstack.config import Ports
+from localstack.demo import run_demo
+from localstack.manifests import ROOT, RenderError
+from localstack.stack import Stack, StackError
+
+
+def _port(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def stack_from_env() -> Stack:
+    ports = Ports(
+        app=_port("APP_PORT", None),
+        metrics=_port("METRICS_PORT", None),
+        prometheus=_port("PROMETHEUS_PORT", 9090) or 9090,
+        alertmanager=_port("ALERTMANAGER_PORT", 9093) or 9093,
+        webhook=_port("WEBHOOK_PORT", 9095) or 9095,
+    )
+    return Stack(
+        Path(os.environ.get("STATE_DIR", ROOT / ".state")),
+        ports,
+        scrape_interval=os.environ.get("SCRAPE_INTERVAL") or None,
+        evaluation_interval=os.environ.get("EVALUATION_INTERVAL") or None,
+        workers=int(os.environ.get("WEB_CONCURRENCY", "2")),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localstack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "config"])
+    parser.add_argument("--duration", default=os.environ.get("DEMO_DURATION", "3m"), help="demo: locust run time")
+    parser.add_argument("--drift", action="store_true", help="demo: send drifted traffic too")
+    args = parser.parse_args(argv)
+    stack = stack_from_env()
+    # Ctrl-C and `kill` both end in `down` for the demo; for `up` the processes are meant to outlive us.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if args.command == "config":
+            stack.state.mkdir(parents=True, exist_ok=True)
+            stack.write_config()
+            print(f"wrote {stack.state}/prometheus/prometheus.yml, rules.yaml and alertmanager/alertmanager.yml")
+        elif args.command == "up":
+            for name, url in stack.up().items():
+                print(f"{name:>16}: {url}")
+        elif args.command == "down":
+            stopped = stack.down()
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.command == "status":
+            running = stack.running()
+            for name in ("webhook", "alertmanager", "app", "prometheus"):
+                print(f"{name:>12}: " + (f"running (pid {running[name]})" if name in running else "stopped"))
+        elif args.command == "demo":
+            return run_demo(stack, args.duration, args.drift)
+    except (StackError, RenderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args.command == "demo":
+            print("\nstopping:", ", ".join(stack.down()) or "nothing was running")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Prometheus and Alertmanager configuration for the local stack, derived from the project's declarations.
+
+- scrape jobs: from the ServiceMonitors (`localstack.scrape`);
+- rule file: the PrometheusRule's groups;
+- Alertmanager routing: the `alertmanager.config` that helmfile.yaml gives the chart, with every receiver's
+  integrations replaced by a webhook to the local sink (`/<receiver name>`), so a test sees which route an
+  alert took.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localstack.manifests import ROOT, Obj, RenderError, rule_groups
+from localstack.scrape import scrape_configs
+
+HELMFILE = ROOT / "helmfile.yaml"
+CHART = "kube-prometheus-stack"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Local ports. `app` and `metrics` default to what the Deployment declares (None: as declared)."""
+
+    app: int | None = None
+    metrics: int | None = None
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    webhook: int = 9095
+
+
+def app_container(objects: list[Obj]) -> Obj:
+    """The container the ServiceMonitor's first target points at: the model server."""
+    from localstack.scrape import targets
+
+    found = targets(objects)
+    if not found:
+        raise RenderError("no ServiceMonitor endpoint resolves to a container")
+    return found[0].container
+
+
+def app_environment(objects: list[Obj], ports: Ports) -> dict[str, str]:
+    """The container's declared environment (literal values), with the ports remapped where asked."""
+    container = app_container(objects)
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    if ports.app is not None:
+        env["PORT"] = str(ports.app)
+    if ports.metrics is not None:
+        env["METRICS_PORT"] = str(ports.metrics)
+    return env
+
+
+def port_map(objects: list[Obj], ports: Ports) -> dict[int, int]:
+    """Declared container port -> local port, for the ports the app takes from PORT and METRICS_PORT."""
+    declared = {
+        e["name"]: int(e["value"])
+        for e in app_container(objects).get("env", [])
+        if "value" in e and e["name"] in ("PORT", "METRICS_PORT")
+    }
+    local = app_environment(objects, ports)
+    return {declared[name]: int(local[name]) for name in declared}
+
+
+@dataclass
+class StackConfig:
+    prometheus: dict[str, Any]
+    rules: dict[str, Any]
+    alertmanager: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Helm's value merge: maps merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def chart_values(helmfile: Path = HELMFILE) -> dict[str, Any]:
+    """The values helmfile passes to the kube-prometheus-stack release (files and inline maps, in order)."""
+    if not helmfile.exists():
+        raise RenderError(f"{helmfile} is missing: it declares the kube-prometheus-stack release")
+    spec = yaml.safe_load(helmfile.read_text())
+    releases = [r for r in spec.get("releases", []) if str(r.get("chart", "")).endswith(f"/{CHART}")]
+    if len(releases) != 1:
+        raise RenderError(f"{helmfile} must declare exactly one {CHART} release, found {len(releases)}")
+    values: dict[str, Any] = {}
+    for entry in releases[0].get("values", []):
+        if isinstance(entry, str):
+            entry = yaml.safe_load((helmfile.parent / entry).read_text()) or {}
+        values = _merge(values, entry)
+    return values
+
+
+def alertmanager_config(values: dict[str, Any], webhook_url: str) -> dict[str, Any]:
+    config = copy.deepcopy((values.get("alertmanager") or {}).get("config"))
+    if not config or "route" not in config:
+        raise RenderError("helmfile values set no alertmanager.config with a route")
+    # Template files live in the chart's Secret; the local webhook needs none.
+    config.pop("templates", None)
+    for receiver in config.get("receivers", []):
+        name = receiver["name"]
+        for key in [k for k in receiver if k.endswith("_configs")]:
+            del receiver[key]
+        receiver["webhook_configs"] = [{"url": f"{webhook_url}/{name}", "send_resolved": True}]
+    return config
+
+
+def build(
+    objects: list[Obj],
+    ports: Ports,
+    rules_file: Path,
+    scrape_interval: str | None = None,
+    evaluation_interval: str | None = None,
+    helmfile: Path = HELMFILE,
+) -> StackConfig:
+    values = chart_values(helmfile)
+    spec = (values.get("prometheus") or {}).get("prometheusSpec") or {}
+    evaluation = evaluation_interval or spec.get("evaluationInterval") or "30s"
+    prometheus = {
+        "global": {
+            "scrape_interval": scrape_interval or spec.get("scrapeInterval") or "30s",
+            "evaluation_interval": evaluation,
+        },
+        "rule_files": [str(rules_file)],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}]},
+        "scrape_configs": scrape_configs(
+            objects,
+            port_map=port_map(objects, ports),
+            interval=scrape_interval,
+        ),
+    }
+    return StackConfig(
+        prometheus=prometheus,
+        rules=rule_groups(objects),
+        alertmanager=alertmanager_config(values, f"http://127.0.0.1:{ports.webhook}"),
+    )

@@ -1,0 +1,59 @@
+"""`make demo`: the stack up, locust traffic for a while, then the URLs and what Prometheus saw."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from localstack.manifests import ROOT
+from localstack.scrape import seconds
+from localstack.stack import Stack
+
+
+def query(prometheus: str, promql: str) -> list[dict]:
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)["data"]["result"]
+
+
+def locust_command(stack: Stack, app_url: str, duration: str, drift: bool) -> list[str]:
+    report = stack.state / "locust" / "report"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(Path(sys.executable).with_name("locust")), "--config", str(ROOT / "loadtest" / "locust.conf"),
+        "--host", app_url, "--profile-seconds", str(int(seconds(duration))),
+        "--csv", str(report), "--html", f"{report}.html",
+    ]  # fmt: skip
+    if drift:
+        command += ["--drift-features", "proline,alcohol"]
+    return command
+
+
+def summary(prometheus: str) -> list[str]:
+    lines = []
+    for series in query(prometheus, "sum by (route, status) (http_requests_total)"):
+        labels = series["metric"]
+        lines.append(f"  requests {labels.get('route')} {labels.get('status')}: {float(series['value'][1]):.0f}")
+    for series in query(prometheus, 'ALERTS{alertstate="firing"}'):
+        lines.append(f"  firing: {series['metric'].get('alertname')} ({series['metric'].get('severity', '')})")
+    return lines
+
+
+def run_demo(stack: Stack, duration: str, drift: bool) -> int:
+    urls = stack.up()
+    print("The stack is up:")
+    for name, url in urls.items():
+        print(f"  {name:>16}: {url}")
+    print(f"  {'targets':>16}: {urls['prometheus']}/classic/targets")
+    print(f"\nDriving locust traffic for {duration} (reports in {stack.state / 'locust'}) ...", flush=True)
+    result = subprocess.run(locust_command(stack, urls["app"], duration, drift), cwd=ROOT, check=False)
+    print(f"\nlocust exited with {result.returncode}; what Prometheus scraped:")
+    print("\n".join(summary(urls["prometheus"])) or "  (nothing yet: wait one scrape interval)")
+    print("\nThe stack keeps running: open the URLs above. Ctrl-C stops everything.", flush=True)
+    signal.pause()
+    return 0
