@@ -1,0 +1,83 @@
+# The front door. Two commands on a fresh machine:
+#   make demo   # the whole stack locally: app, Prometheus, Alertmanager, locust traffic (Ctrl-C stops it)
+#   make test   # every test: unit, manifests, rules, dashboard, end-to-end
+#
+# Ports: APP_PORT and METRICS_PORT (default: what manifests/deployment.yaml declares, 8000 and 9100),
+# PROMETHEUS_PORT (9090), ALERTMANAGER_PORT (9093), WEBHOOK_PORT (9095). State: STATE_DIR (.state/).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROMETHEUS_PORT ?= 9090
+ALERTMANAGER_PORT ?= 9093
+WEBHOOK_PORT ?= 9095
+STATE_DIR ?= .state
+DEMO_DURATION ?= 3m
+export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT STATE_DIR DEMO_DURATION
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help deps venv model demo up down status test test-fast bench lint dashboard clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# requirements.lock pins what CI tested; pyproject.toml says what the project needs.
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed ## create .venv with the project and its dev tools
+
+deps: ## install Prometheus and Alertmanager (Debian packages) if they are missing
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v kubectl >/dev/null || { echo "kubectl (1.32+, it carries kustomize) is required: install it from your distribution or kubernetes.io"; exit 1; }; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing:$$missing — install with: sudo apt-get install$$missing (or put prometheus/alertmanager binaries on PATH)"; exit 1; \
+	  fi; \
+	fi
+
+model: venv ## train the model into ./model
+	$(BIN)/python -m app.train --out model
+
+demo: venv deps ## run the stack, drive locust traffic, print URLs and a summary; Ctrl-C stops everything
+	$(BIN)/python -m localstack demo
+
+up: venv deps ## start the stack detached
+	$(BIN)/python -m localstack up
+
+down: ## stop everything `make up` / `make demo` started
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m localstack down; else echo "nothing to stop (no $(VENV))"; fi
+
+status: venv
+	$(BIN)/python -m localstack status
+
+test: venv deps ## every test (the README's test command; CI runs it)
+	$(BIN)/python -m pytest -q
+
+test-fast: venv ## unit, manifest, rule and dashboard tests only (no processes started)
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+bench: venv ## throughput/latency with and without instrumentation, scrape time; prints ratios
+	$(BIN)/python -m benchmarks.service
+
+lint: venv ## ruff, yamllint, hadolint, and the generated dashboard is current
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/yamllint -s .
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/python -m dashboard --check
+
+dashboard: venv ## regenerate manifests/dashboards/*.json from the dashboard package
+	$(BIN)/python -m dashboard
+
+clean: down
+	rm -rf $(STATE_DIR) model

@@ -1,0 +1,409 @@
+"""The rules a cluster applies silently, re-implemented small enough to check offline.
+
+Each function mirrors one piece of Kubernetes, kube-prometheus-stack, the Grafana sidecar or Alertmanager
+behaviour that decides whether an object is picked up. When one of them disagrees with reality, the
+symptom on a cluster is "nothing happens", which is why the tests check these instead of trusting names.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Obj = dict[str, Any]
+Labels = Mapping[str, str]
+
+# The label the API server puts on every Namespace (1.21+): what namespaceSelectors usually match on.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+# ---- label selectors --------------------------------------------------------------------------------------
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Labels) -> bool:
+    """metav1.LabelSelector semantics: `{}` matches everything, None (absent) matches nothing."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        present = key in labels
+        if op == "In" and not (present and labels[key] in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def namespace_labels(namespace: str, objects: Iterable[Obj] = ()) -> dict[str, str]:
+    """The labels a namespace has on a cluster: those in its manifest plus the API server's name label."""
+    labels: dict[str, str] = {}
+    for obj in objects:
+        if obj.get("kind") == "Namespace" and obj["metadata"]["name"] == namespace:
+            labels.update(obj["metadata"].get("labels") or {})
+    labels[NAMESPACE_NAME_LABEL] = namespace
+    return labels
+
+
+# ---- Helm values ------------------------------------------------------------------------------------------
+
+
+def helm_merge(base: Any, override: Any) -> Any:
+    """Helm's coalescing of user values onto chart defaults: maps merge, a user `null` deletes the key,
+    anything else (lists included) replaces."""
+    if not (isinstance(base, dict) and isinstance(override, dict)):
+        return copy.deepcopy(override)
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = helm_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def unknown_keys(
+    values: Mapping[str, Any],
+    defaults: list[Any],
+    free_form: Iterable[str],
+    path: tuple[str, ...] = (),
+) -> list[str]:
+    """Dotted paths of keys in `values` that no mapping in `defaults` (same level) declares.
+
+    Helm accepts any key and ignores the ones no template reads, so a typo is a silent no-op. `free_form`
+    holds glob patterns over dotted paths whose subtree is user data (not chart keys) and is not descended.
+    """
+    patterns = list(free_form)
+    problems: list[str] = []
+    for key, value in values.items():
+        here = (*path, str(key))
+        dotted = ".".join(here)
+        candidates = [d[key] for d in defaults if isinstance(d, dict) and key in d]
+        if not candidates:
+            problems.append(f"{dotted}: not a key of the chart's default values")
+            continue
+        if any(fnmatch.fnmatchcase(dotted, p) for p in patterns):
+            continue
+        if isinstance(value, dict) and value:
+            maps = [c for c in candidates if isinstance(c, dict)]
+            if not maps and all(c is not None for c in candidates):
+                problems.append(f"{dotted}: a map where the chart expects {type(candidates[0]).__name__}")
+                continue
+            problems.extend(unknown_keys(value, maps, patterns, here))
+    return problems
+
+
+# ---- kube-prometheus-stack --------------------------------------------------------------------------------
+
+
+def chart_fullname(release: str, values: Mapping[str, Any], chart: str = "kube-prometheus-stack") -> str:
+    """`kube-prometheus-stack.fullname` from the chart's _helpers.tpl."""
+    if values.get("fullnameOverride"):
+        return str(values["fullnameOverride"])[:26].rstrip("-")
+    name = values.get("nameOverride") or chart
+    full = release if name in release else f"{release}-{name}"
+    return full[:26].rstrip("-")
+
+
+def prometheus_crname(release: str, values: Mapping[str, Any]) -> str:
+    """Name of the chart's Prometheus object (`kube-prometheus-stack.prometheus.crname`)."""
+    full = chart_fullname(release, values)
+    return full if values.get("cleanPrometheusOperatorObjectNames") else f"{full}-prometheus"
+
+
+def prometheus_pod_labels(release: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """Labels prometheus-operator puts on the pods of the chart's Prometheus.
+
+    The chart relies on the same ones: its Service for Prometheus selects `app.kubernetes.io/name` +
+    `operator.prometheus.io/name`, its pod anti-affinity `app.kubernetes.io/name` + `app.kubernetes.io/instance`.
+    """
+    crname = prometheus_crname(release, values)
+    spec = (values.get("prometheus") or {}).get("prometheusSpec") or {}
+    labels = dict(((spec.get("podMetadata") or {}).get("labels")) or {})
+    agent = (values.get("prometheus") or {}).get("agentMode")
+    labels.update(
+        {
+            "app.kubernetes.io/name": "prometheus-agent" if agent else "prometheus",
+            "app.kubernetes.io/instance": crname,
+            "operator.prometheus.io/name": crname,
+            "prometheus": crname,
+        }
+    )
+    return labels
+
+
+class Absent:
+    """A selector the chart leaves out of the Prometheus object: the operator then selects nothing."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT = Absent()
+
+
+def chart_object_selector(spec: Mapping[str, Any], kind: str, release: str) -> Mapping[str, Any] | Absent:
+    """The `<kind>Selector` kube-prometheus-stack 88.5.3 writes into its Prometheus object
+    (templates/prometheus/prometheus.yaml), from the merged `prometheus.prometheusSpec` values.
+
+    kind is serviceMonitor, podMonitor or rule. A non-empty selector wins; else `*NilUsesHelmValues`
+    gives `release: <release name>`; else `{}` (everything) — except that a null ruleSelector is left
+    out, and a Prometheus without ruleSelector loads no rules.
+    """
+    selector = spec.get(f"{kind}Selector")
+    if selector:
+        return selector
+    if spec.get(f"{kind}SelectorNilUsesHelmValues"):
+        return {"matchLabels": {"release": release}}
+    if kind == "rule" and selector is None:
+        return ABSENT
+    return {}
+
+
+def chart_namespace_selector(spec: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    """`<kind>NamespaceSelector` as the chart writes it: the value if non-empty, else `{}` (all namespaces)."""
+    return spec.get(f"{kind}NamespaceSelector") or {}
+
+
+def prometheus_selects(
+    obj: Obj, spec: Mapping[str, Any], kind: str, release: str, ns_labels: Labels
+) -> tuple[bool, str]:
+    """Whether the chart's Prometheus picks up `obj` (a ServiceMonitor, PodMonitor or PrometheusRule)."""
+    selector = chart_object_selector(spec, kind, release)
+    labels = obj["metadata"].get("labels") or {}
+    if isinstance(selector, Absent):
+        return False, f"the chart renders no {kind}Selector: Prometheus loads no {kind} at all"
+    if not selector_matches(selector, labels):
+        return False, f"{kind}Selector {selector} does not match the labels {labels}"
+    ns_selector = chart_namespace_selector(spec, kind)
+    if not selector_matches(ns_selector, ns_labels):
+        return False, f"{kind}NamespaceSelector {ns_selector} does not match the namespace labels {ns_labels}"
+    return True, "selected"
+
+
+# ---- Grafana dashboard sidecar (k8s-sidecar) --------------------------------------------------------------
+
+
+def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj, grafana_namespace: str) -> tuple[bool, str]:
+    """Whether the grafana chart's dashboard sidecar, configured by `sidecar.dashboards`, loads `configmap`."""
+    if not sidecar.get("enabled"):
+        return False, "the dashboard sidecar is disabled"
+    if sidecar.get("resource", "both") not in ("both", "configmap"):
+        return False, f"the sidecar watches {sidecar['resource']}, not ConfigMaps"
+    label, wanted = sidecar.get("label"), sidecar.get("labelValue")
+    labels = configmap["metadata"].get("labels") or {}
+    if label not in labels:
+        return False, f"the ConfigMap lacks the label {label!r} the sidecar selects on"
+    # An empty labelValue means "any value" (LABEL_VALUE unset in k8s-sidecar).
+    if wanted not in (None, "") and labels[label] != str(wanted):
+        return False, f"label {label}={labels[label]!r}, the sidecar wants {wanted!r}"
+    namespace = configmap["metadata"].get("namespace")
+    searched = sidecar.get("searchNamespace")
+    if searched is None:
+        names = [grafana_namespace]
+    elif isinstance(searched, list):
+        names = [str(n) for n in searched]
+    else:
+        names = [n.strip() for n in str(searched).split(",")]
+    if "ALL" not in names and namespace not in names:
+        return False, f"the sidecar searches {names}, not {namespace!r}"
+    return True, "seen"
+
+
+# ---- NetworkPolicy ----------------------------------------------------------------------------------------
+
+
+def _port_matches(rule_ports: list[Obj] | None, port: int, port_name: str | None, protocol: str) -> bool:
+    if not rule_ports:
+        return True
+    for p in rule_ports:
+        if p.get("protocol", "TCP") != protocol:
+            continue
+        wanted = p.get("port")
+        if wanted is None or wanted == port or (port_name is not None and wanted == port_name):
+            return True
+        if isinstance(wanted, int) and p.get("endPort") and wanted <= port <= p["endPort"]:
+            return True
+    return False
+
+
+def _peer_matches(peer: Obj, policy_ns: str, src_ns: str, src_ns_labels: Labels, src_labels: Labels) -> bool:
+    if "ipBlock" in peer:
+        return False  # pod IPs are not known offline; an ipBlock is never how in-cluster peers should match
+    ns_selector, pod_selector = peer.get("namespaceSelector"), peer.get("podSelector")
+    if ns_selector is None and src_ns != policy_ns:
+        return False
+    if ns_selector is not None and not selector_matches(ns_selector, src_ns_labels):
+        return False
+    return pod_selector is None or selector_matches(pod_selector, src_labels)
+
+
+def ingress_allowed(
+    policies: Iterable[Obj],
+    pod_ns: str,
+    pod_labels: Labels,
+    port: int,
+    port_name: str | None,
+    src_ns: str,
+    src_ns_labels: Labels,
+    src_labels: Labels,
+    protocol: str = "TCP",
+) -> bool:
+    """Whether a connection from a pod (src) to `port` of a pod (pod_ns, pod_labels) is allowed.
+
+    NetworkPolicies are additive allow-lists: a pod selected by no Ingress policy accepts everything; once
+    one selects it, a connection needs one rule (any policy) whose peers and ports both match.
+    """
+    isolating = [
+        p
+        for p in policies
+        if p["metadata"].get("namespace") == pod_ns
+        and selector_matches(p["spec"].get("podSelector", {}), pod_labels)
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+    ]
+    if not isolating:
+        return True
+    for policy in isolating:
+        for rule in policy["spec"].get("ingress") or []:
+            peers = rule.get("from")
+            peer_ok = not peers or any(
+                _peer_matches(peer, pod_ns, src_ns, src_ns_labels, src_labels) for peer in peers
+            )
+            if peer_ok and _port_matches(rule.get("ports"), port, port_name, protocol):
+                return True
+    return False
+
+
+# ---- CRD schemas ------------------------------------------------------------------------------------------
+
+
+def closed_schema(schema: Obj) -> Obj:
+    """A deep copy of a CRD's openAPIV3Schema where every object that lists `properties` (and is not marked
+    x-kubernetes-preserve-unknown-fields) rejects other keys, as the API server's pruning would drop them."""
+    closed = copy.deepcopy(schema)
+    _close(closed)
+    return closed
+
+
+def _close(node: Any) -> None:
+    if not isinstance(node, dict):
+        return
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        node.setdefault("additionalProperties", False)
+    for child in (node.get("properties") or {}).values():
+        _close(child)
+    for key in ("items", "additionalProperties", "not"):
+        _close(node.get(key))
+    for key in ("allOf", "anyOf", "oneOf"):
+        for child in node.get(key) or []:
+            _close(child)
+
+
+# ---- Alertmanager routing ---------------------------------------------------------------------------------
+
+_MATCHER = re.compile(r'^\s*\{?\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*\}?\s*$')
+
+
+def parse_matcher(text: str) -> tuple[str, str, str]:
+    """One Alertmanager matcher string (`name = "value"`, `name=~regex`...) as (name, op, value)."""
+    found = _MATCHER.match(text)
+    if not found:
+        raise ValueError(f"not an Alertmanager matcher: {text!r}")
+    name, op, value = found.groups()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return name, op, value
+
+
+def _matcher_holds(name: str, op: str, value: str, labels: Labels) -> bool:
+    actual = labels.get(name, "")
+    if op == "=":
+        return actual == value
+    if op == "!=":
+        return actual != value
+    matched = re.fullmatch(value, actual) is not None
+    return matched if op == "=~" else not matched
+
+
+def route_matches(route: Mapping[str, Any], labels: Labels) -> bool:
+    checks = [parse_matcher(m) for m in route.get("matchers") or []]
+    checks += [(k, "=", str(v)) for k, v in (route.get("match") or {}).items()]
+    checks += [(k, "=~", str(v)) for k, v in (route.get("match_re") or {}).items()]
+    return all(_matcher_holds(n, op, v, labels) for n, op, v in checks)
+
+
+def receivers_for(route: Mapping[str, Any], labels: Labels, inherited: str | None = None) -> list[str]:
+    """The receivers an alert with `labels` is sent to, walking the routing tree as Alertmanager does:
+    depth first, first matching child wins unless it says `continue`, receivers inherited downwards."""
+    receiver = route.get("receiver", inherited)
+    found: list[str] = []
+    for child in route.get("routes") or []:
+        if route_matches(child, labels):
+            found.extend(receivers_for(child, labels, receiver))
+            if not child.get("continue"):
+                break
+    return found or [receiver]
+
+
+def all_receiver_refs(route: Mapping[str, Any]) -> set[str]:
+    refs = {route["receiver"]} if "receiver" in route else set()
+    for child in route.get("routes") or []:
+        refs |= all_receiver_refs(child)
+    return refs
+
+
+# ---- Pod security -----------------------------------------------------------------------------------------
+
+
+def pod_security_findings(pod_spec: Mapping[str, Any]) -> list[str]:
+    """What in a pod spec falls short of this project's baseline (PSA "restricted" plus resources)."""
+    findings: list[str] = []
+    pod_ctx = pod_spec.get("securityContext") or {}
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(flag):
+            findings.append(f"pod: {flag} is on")
+    for volume in pod_spec.get("volumes") or []:
+        if "hostPath" in volume:
+            findings.append(f"pod: volume {volume['name']} is a hostPath")
+    containers = list(pod_spec.get("initContainers") or []) + list(pod_spec.get("containers") or [])
+    for c in containers:
+        ctx = c.get("securityContext") or {}
+        where = f"container {c.get('name')}"
+
+        def setting(key: str, ctx: Mapping[str, Any] = ctx) -> Any:
+            return ctx.get(key, pod_ctx.get(key))
+
+        if setting("runAsNonRoot") is not True:
+            findings.append(f"{where}: runAsNonRoot is not true")
+        uid = setting("runAsUser")
+        if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
+            findings.append(f"{where}: runAsUser is not a numeric non-root uid ({uid!r})")
+        if ctx.get("readOnlyRootFilesystem") is not True:
+            findings.append(f"{where}: readOnlyRootFilesystem is not true")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            findings.append(f"{where}: allowPrivilegeEscalation is not false")
+        if ctx.get("privileged"):
+            findings.append(f"{where}: privileged")
+        if "ALL" not in ((ctx.get("capabilities") or {}).get("drop") or []):
+            findings.append(f"{where}: capabilities do not drop ALL")
+        if ((ctx.get("capabilities") or {}).get("add")) or []:
+            findings.append(f"{where}: adds capabilities")
+        if (setting("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            findings.append(f"{where}: seccompProfile is not RuntimeDefault")
+        resources = c.get("resources") or {}
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                if resource not in (resources.get(kind) or {}):
+                    findings.append(f"{where}: no {resource} {kind[:-1]}")
+    return findings
