@@ -91,7 +91,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("reason", "status", "body", "content_type"), BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("reason", "status", "body", "content_type"), BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)]
+)
 def test_bad_input_gets_its_4xx_json_and_is_counted(client, reason, status, body, content_type):
     assert reason in INVALID_REASONS
     before = sample("model_invalid_requests_total", reason=reason)
@@ -127,10 +129,7 @@ def test_random_paths_and_methods_add_no_label_values(client):
     client.open("/x/1", method="BREW")
     client.open("/x/2", method="GET")
     series = {
-        tuple(sorted(s.labels.items()))
-        for m in REGISTRY.collect()
-        if m.name == "http_requests"
-        for s in m.samples
+        tuple(sorted(s.labels.items())) for m in REGISTRY.collect() if m.name == "http_requests" for s in m.samples
     }
     routes = {dict(labels)["route"] for labels in series}
     methods = {dict(labels)["method"] for labels in series}

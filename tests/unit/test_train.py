@@ -59,5 +59,5 @@ def test_missing_or_corrupt_artefact_says_why(model_dir, tmp_path, damage):
     (tmp_path / METADATA_FILE).write_text((model_dir / METADATA_FILE).read_text())
     if damage == "corrupt":
         (tmp_path / MODEL_FILE).write_bytes(b"not a pickle")
-    with pytest.raises(ModelUnavailable, match="model.joblib|unreadable"):
+    with pytest.raises(ModelUnavailable, match=r"model\.joblib|unreadable"):
         load(tmp_path)

@@ -1,0 +1,131 @@
+"""THE gunicorn command with several workers: exact counts across workers, a master that answers scrapes
+while the workers are busy, refusals that keep the server serving, and a bounded set of series."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import string
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from app.metrics import KNOWN_METHODS
+from tests.metrics_text import samples, total
+
+ROW = [13.2, 2.77, 2.51, 18.5, 96, 1.48, 0.6, 0.42, 1.9, 7.8, 0.78, 1.55, 600]
+
+
+def predict(base: str, body, content_type: str = "application/json") -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(f"{base}/predict", data=data, headers={"Content-Type": content_type}, timeout=10)
+
+
+def test_requests_spread_over_workers_are_counted_exactly_once(server):
+    before = total(server.scrape(), "http_requests_total", route="/predict", status="200")
+    n = 300
+    pids = set()
+    with ThreadPoolExecutor(8) as pool:
+        # Fresh connections so the requests land on every worker, not one keep-alive socket.
+        for response in pool.map(lambda _: predict(server.app, {"instances": [ROW]}), range(n)):
+            assert response.status_code == 200
+    for pid_file in server.multiproc.glob("counter_*.db"):
+        pids.add(pid_file.stem.split("_")[1])
+    after = total(server.scrape(), "http_requests_total", route="/predict", status="200")
+    assert after - before == n
+    assert len(pids) >= 3, "the workers and the master should each have written counters"
+
+
+def test_metrics_are_not_served_on_the_app_port(server):
+    response = requests.get(f"{server.app}/metrics", timeout=5)
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+def test_scrape_answers_while_every_worker_is_busy(server):
+    # A sync worker reading a request body holds itself for that connection: promise a body, send half.
+    stuck = []
+    for _ in range(2):
+        sock = socket.create_connection(("127.0.0.1", int(server.app.rsplit(":", 1)[1])))
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        stuck.append(sock)
+    try:
+        deadline = time.monotonic() + 10
+        in_flight = 0.0
+        while time.monotonic() < deadline and in_flight < 2:
+            started = time.monotonic()
+            text = server.scrape()
+            elapsed = time.monotonic() - started
+            in_flight = total(text, "http_requests_in_flight")
+        assert in_flight == 2, "both workers should be inside a request"
+        assert elapsed < 1.0, f"a scrape took {elapsed:.3f}s while the workers were busy"
+        # The app port itself is saturated: a request there waits.
+        try:
+            requests.get(f"{server.app}/healthz", timeout=0.5)
+            app_blocked = False
+        except requests.Timeout:
+            app_blocked = True
+        assert app_blocked
+    finally:
+        for sock in stuck:
+            sock.close()
+
+
+BAD = [
+    (b"{not json", "application/json", 400, "invalid_json"),
+    (json.dumps([ROW]).encode(), "application/json", 400, "not_an_object"),
+    (json.dumps({"instances": [ROW], "x": 1}).encode(), "application/json", 400, "unexpected_key"),
+    (json.dumps({"instances": [ROW[:3]]}).encode(), "application/json", 400, "wrong_row_length"),
+    (json.dumps({"instances": [["1"] * 13]}).encode(), "application/json", 400, "non_numeric"),
+    (b'{"instances": [[NaN' + b",1" * 12 + b"]]}", "application/json", 400, "non_finite"),
+    (json.dumps({"instances": []}).encode(), "application/json", 400, "empty_batch"),
+    (json.dumps({"instances": [ROW] * 257}).encode(), "application/json", 400, "batch_too_large"),
+    (b"x" * (2 * 1024 * 1024), "application/json", 413, "body_too_large"),
+    (json.dumps({"instances": [ROW]}).encode(), "text/plain", 415, "unsupported_media_type"),
+]
+
+
+def test_every_bad_input_gets_its_4xx_and_the_server_keeps_serving(server):
+    before = server.scrape()
+    for body, content_type, status, reason in BAD:
+        response = predict(server.app, body, content_type)
+        assert response.status_code == status, reason
+        assert response.json()["error"] == reason
+    assert requests.get(f"{server.app}/nowhere", timeout=5).status_code == 404
+    assert requests.put(f"{server.app}/predict", timeout=5).status_code == 405
+    after = server.scrape()
+    for _body, _ct, _status, reason in BAD:
+        counted = total(after, "model_invalid_requests_total", reason=reason)
+        assert counted - total(before, "model_invalid_requests_total", reason=reason) >= 1, reason
+    assert predict(server.app, {"instances": [ROW]}).status_code == 200
+    assert total(after, "http_requests_total", status="500") == 0
+
+
+def test_exposition_passes_promtool(server):
+    predict(server.app, {"instances": [ROW] * 3})
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=server.scrape(), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == ""
+
+
+def test_a_flood_of_random_requests_adds_no_series(server):
+    # Every method value the code can record, once on an unmatched path: the whole series set the flood may
+    # touch. After that, nothing a client sends may add one.
+    for method in [*KNOWN_METHODS, "BREW"]:
+        requests.request(method, f"{server.app}/x", timeout=5)
+    baseline = set(samples(server.scrape()))
+    rng = random.Random(7)
+    session = requests.Session()
+    for _ in range(500):
+        path = "/" + "".join(rng.choices(string.ascii_letters + string.digits + "/-_.", k=rng.randint(1, 40)))
+        method = rng.choice([*KNOWN_METHODS, "BREW", "PROPFIND", "X" + str(rng.randint(0, 10**6))])
+        query = {"".join(rng.choices(string.ascii_lowercase, k=5)): str(rng.random())}
+        session.request(method, server.app + path, params=query, headers={"X-Random": str(rng.random())}, timeout=5)
+    assert set(samples(server.scrape())) == baseline

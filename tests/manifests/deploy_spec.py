@@ -1,0 +1,57 @@
+"""Names and small lookups shared by the tests of the cluster path (manifests, helmfile, Dockerfile)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from localstack.manifests import MANIFESTS, ROOT, Obj
+
+__all__ = ["MANIFESTS", "ROOT", "Obj"]
+
+HELMFILE = ROOT / "helmfile.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+CHART = "kube-prometheus-stack"
+CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
+APP = "wine-classifier"
+APP_NAMESPACE = "ml-serving"
+MONITORING_NAMESPACE = "monitoring"
+KUBERNETES_VERSION = "1.32"
+# THE command (issue #2): the Dockerfile runs it, the Deployment must not override it.
+SERVE_COMMAND = ["gunicorn", "-c", "app/gunicorn.conf.py", "app.wsgi:app"]
+# gunicorn's graceful_timeout when app/gunicorn.conf.py does not set a literal one (also gunicorn's default).
+GRACEFUL_TIMEOUT_DEFAULT = 30
+# The monitoring CRDs checked against ../shared/crds instead of the Kubernetes schemas.
+CRD_KINDS = {"ServiceMonitor": "servicemonitors", "PodMonitor": "podmonitors", "PrometheusRule": "prometheusrules"}
+
+
+def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objects if o.get("kind") == kind]
+
+
+def one(objects: list[Obj], kind: str, name: str = APP) -> Obj:
+    found = [o for o in objects if o.get("kind") == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} named {name}, found {len(found)}"
+    return found[0]
+
+
+def tool(name: str) -> str:
+    """A linter from the venv running the tests (where `pip install -e .[dev]` put it), else from PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    assert found, f"{name} not found next to {sys.executable} nor on PATH: pip install -e '.[dev]'"
+    return found
+
+
+def graceful_timeout() -> int:
+    """gunicorn's graceful_timeout as app/gunicorn.conf.py sets it (a literal assignment), else the default."""
+    conf = ROOT / "app" / "gunicorn.conf.py"
+    if conf.is_file():
+        found = re.search(r"^graceful_timeout\s*=\s*(\d+)\s*$", conf.read_text(), re.MULTILINE)
+        if found:
+            return int(found.group(1))
+    return GRACEFUL_TIMEOUT_DEFAULT
