@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -16,6 +17,11 @@ def _route() -> str:
 
 
 def instrument(app: Flask) -> None:
+    # Children resolved once per (method, route[, status]): labels() costs more than the inc itself. Both
+    # key sets are bounded by the code (methods, URL rules, status codes), so the caches are too.
+    durations: dict[tuple[str, str], Any] = {}
+    counts: dict[tuple[str, str, int], Any] = {}
+
     @app.before_request
     def _start() -> None:
         g.metrics_started = time.perf_counter()
@@ -27,8 +33,15 @@ def instrument(app: Flask) -> None:
         if started is not None:
             method = metrics.method_label(request.method)
             route = _route()
-            metrics.http_request_duration.labels(method, route).observe(time.perf_counter() - started)
-            metrics.http_requests.labels(method, route, str(response.status_code)).inc()
+            status = response.status_code
+            duration = durations.get((method, route))
+            if duration is None:
+                duration = durations[(method, route)] = metrics.http_request_duration.labels(method, route)
+            count = counts.get((method, route, status))
+            if count is None:
+                count = counts[(method, route, status)] = metrics.http_requests.labels(method, route, str(status))
+            duration.observe(time.perf_counter() - started)
+            count.inc()
             metrics.http_in_flight.dec()
         return response
 

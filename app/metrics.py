@@ -23,6 +23,9 @@ INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 CONFIDENCE_BUCKETS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
+# Up to this many rows, counting value by value is cheaper than a bincount per feature.
+SMALL_BATCH = 4
+
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "OTHER"
@@ -164,17 +167,24 @@ class ModelMetrics:
         """Record one accepted batch; ``bin_indices`` is rows x features, ``predicted`` class indices."""
         inference_duration.observe(inference_seconds)
         batch_rows.observe(len(predicted))
-        for cls, count in enumerate(np.bincount(predicted, minlength=len(self._class_children))):
-            if count:
-                self._class_children[cls].inc(int(count))
         for p in top_probability:
             confidence.observe(p)
-        # One inc per (feature, bin) present rather than per value: a 256-row batch costs at most
-        # features x bins increments, not 256 x features.
+        if len(predicted) <= SMALL_BATCH:
+            for cls in predicted.tolist():
+                self._class_children[cls].inc()
+            for row in bin_indices.tolist():
+                for children, b in zip(self._bin_children, row, strict=True):
+                    children[b].inc()
+            return
+        # Large batches: one inc per (feature, bin) present rather than per value, so 256 rows cost at
+        # most features x bins increments, not 256 x features.
+        for cls, count in enumerate(np.bincount(predicted, minlength=len(self._class_children)).tolist()):
+            if count:
+                self._class_children[cls].inc(count)
         for children, column in zip(self._bin_children, bin_indices.T, strict=True):
-            for b, count in enumerate(np.bincount(column, minlength=len(children))):
+            for b, count in enumerate(np.bincount(column, minlength=len(children)).tolist()):
                 if count:
-                    children[b].inc(int(count))
+                    children[b].inc(count)
 
 
 def initialise_invalid_reasons() -> None:

@@ -1,0 +1,313 @@
+"""Cross-references that a cluster does not validate: a mismatch is accepted and then nothing happens
+(no target, no endpoints, no dashboard, a probe that kills healthy pods, a policy that blinds Prometheus)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from deploy_spec import (
+    APP_NAMESPACE,
+    MONITORING_NAMESPACE,
+    Obj,
+    graceful_timeout,
+    of_kind,
+    one,
+)
+from kube_logic import (
+    ABSENT,
+    chart_object_selector,
+    ingress_allowed,
+    namespace_labels,
+    prometheus_pod_labels,
+    prometheus_selects,
+    selector_matches,
+    sidecar_sees,
+)
+
+# Routes the app serves (issue #2): liveness must not depend on the model, readiness must.
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+
+
+def _pod(objects: list[Obj]) -> dict[str, Any]:
+    return one(objects, "Deployment")["spec"]["template"]
+
+
+def _container(objects: list[Obj]) -> dict[str, Any]:
+    containers = _pod(objects)["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def _container_ports(container: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container["ports"]}
+
+
+# ---- Service and ServiceMonitor ---------------------------------------------------------------------------
+
+
+def test_service_selects_the_deployments_pods(base_objects: list[Obj]) -> None:
+    service = one(base_objects, "Service")
+    assert selector_matches({"matchLabels": service["spec"]["selector"]}, _pod(base_objects)["metadata"]["labels"])
+
+
+def test_servicemonitor_selects_the_service_in_its_namespace(base_objects: list[Obj]) -> None:
+    monitor, service = one(base_objects, "ServiceMonitor"), one(base_objects, "Service")
+    assert selector_matches(monitor["spec"]["selector"], service["metadata"]["labels"])
+    namespaces = monitor["spec"].get("namespaceSelector") or {}
+    if not namespaces.get("any"):
+        # Without a namespaceSelector the operator looks in the ServiceMonitor's own namespace only.
+        allowed = namespaces.get("matchNames") or [monitor["metadata"]["namespace"]]
+        assert service["metadata"]["namespace"] in allowed
+
+
+def test_servicemonitor_endpoint_names_a_service_port_that_names_a_container_port(base_objects: list[Obj]) -> None:
+    monitor, service = one(base_objects, "ServiceMonitor"), one(base_objects, "Service")
+    service_ports = {p["name"]: p for p in service["spec"]["ports"]}
+    container = _container(base_objects)
+    env = _env(container)
+    for endpoint in monitor["spec"]["endpoints"]:
+        # By name only: a number or targetPort breaks as soon as the port changes.
+        assert "targetPort" not in endpoint
+        assert isinstance(endpoint.get("port"), str), endpoint
+        assert endpoint["port"] in service_ports, f"no Service port named {endpoint['port']!r}"
+        target = service_ports[endpoint["port"]]["targetPort"]
+        assert isinstance(target, str), f"targetPort {target!r} must be a container port name"
+        assert _container_ports(container)[target] == int(env["METRICS_PORT"])
+        assert endpoint["path"] == "/metrics"
+        assert endpoint.get("interval") and endpoint.get("scrapeTimeout")
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if duration.endswith(suffix):
+            return float(duration[: -len(suffix)]) * units[suffix]
+    raise ValueError(duration)
+
+
+def test_scrape_timeout_fits_in_the_interval(base_objects: list[Obj]) -> None:
+    # Prometheus rejects the whole scrape config when a timeout exceeds its interval.
+    for endpoint in one(base_objects, "ServiceMonitor")["spec"]["endpoints"]:
+        assert _seconds(endpoint["scrapeTimeout"]) <= _seconds(endpoint["interval"])
+
+
+def test_every_service_port_reaches_a_named_container_port(base_objects: list[Obj]) -> None:
+    service = one(base_objects, "Service")
+    container = _container(base_objects)
+    ports = _container_ports(container)
+    env = _env(container)
+    assert {"http", "metrics"} <= set(ports)
+    assert ports["http"] == int(env["PORT"]) and ports["metrics"] == int(env["METRICS_PORT"])
+    for port in service["spec"]["ports"]:
+        assert isinstance(port["targetPort"], str) and port["targetPort"] in ports, port
+
+
+# ---- probes and lifecycle ---------------------------------------------------------------------------------
+
+
+def test_probes_hit_the_apps_paths_on_the_app_port(base_objects: list[Obj]) -> None:
+    container = _container(base_objects)
+    ports = _container_ports(container)
+    expected = {"livenessProbe": LIVENESS_PATH, "readinessProbe": READINESS_PATH, "startupProbe": READINESS_PATH}
+    for probe_name, path in expected.items():
+        probe = container.get(probe_name)
+        assert probe, f"no {probe_name}"
+        http = probe["httpGet"]
+        assert http["path"] == path, f"{probe_name} hits {http['path']}, the app serves it on {path}"
+        assert http["port"] in ports, f"{probe_name} port {http['port']!r} is not a named container port"
+        # /healthz and /readyz are served by the workers on PORT; the metrics port belongs to the master.
+        assert ports[http["port"]] == int(_env(container)["PORT"])
+
+
+def test_the_serve_command_is_the_images(base_objects: list[Obj]) -> None:
+    container = _container(base_objects)
+    assert "command" not in container and "args" not in container, "the image's CMD is THE command"
+
+
+def test_termination_grace_covers_graceful_shutdown(base_objects: list[Obj]) -> None:
+    pod = _pod(base_objects)["spec"]
+    pre_stop = _container(base_objects).get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    assert pod["terminationGracePeriodSeconds"] >= graceful_timeout() + pre_stop
+
+
+def test_multiprocess_dir_is_a_memory_emptydir(base_objects: list[Obj]) -> None:
+    pod = _pod(base_objects)["spec"]
+    container = _container(base_objects)
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    directory = _env(container)["PROMETHEUS_MULTIPROC_DIR"]
+    assert directory in mounts, "PROMETHEUS_MULTIPROC_DIR is not a mounted volume (the root fs is read-only)"
+    assert volumes[mounts[directory]]["emptyDir"].get("medium") == "Memory"
+    assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]]
+
+
+# ---- kube-prometheus-stack selection ----------------------------------------------------------------------
+
+
+# Which Prometheus selector picks up each monitoring kind.
+SELECTOR_OF = {"ServiceMonitor": "serviceMonitor", "PodMonitor": "podMonitor", "PrometheusRule": "rule"}
+
+
+def test_the_charts_prometheus_selects_our_monitoring_objects(
+    base_objects: list[Obj], effective_values: dict[str, Any], release: dict[str, Any]
+) -> None:
+    spec = effective_values["prometheus"]["prometheusSpec"]
+    objects = [o for o in base_objects if o["kind"] in SELECTOR_OF]
+    assert {o["kind"] for o in objects} >= {"ServiceMonitor", "PrometheusRule"}
+    for obj in objects:
+        ns = namespace_labels(obj["metadata"]["namespace"], base_objects)
+        selected, why = prometheus_selects(obj, spec, SELECTOR_OF[obj["kind"]], release["name"], ns)
+        assert selected, f"{obj['kind']}/{obj['metadata']['name']} is not discovered: {why}"
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "expected"),
+    [
+        ({"serviceMonitorSelectorNilUsesHelmValues": True, "serviceMonitorSelector": {}}, "serviceMonitor",
+         {"matchLabels": {"release": "rel"}}),
+        ({"serviceMonitorSelectorNilUsesHelmValues": False, "serviceMonitorSelector": {}}, "serviceMonitor", {}),
+        ({"serviceMonitorSelectorNilUsesHelmValues": False}, "serviceMonitor", {}),
+        ({"serviceMonitorSelectorNilUsesHelmValues": True, "serviceMonitorSelector": {"matchLabels": {"a": "b"}}},
+         "serviceMonitor", {"matchLabels": {"a": "b"}}),
+        ({"ruleSelectorNilUsesHelmValues": False, "ruleSelector": {}}, "rule", {}),
+        ({"ruleSelectorNilUsesHelmValues": False}, "rule", ABSENT),
+        ({"ruleSelectorNilUsesHelmValues": True}, "rule", {"matchLabels": {"release": "rel"}}),
+    ],
+)
+def test_chart_selector_rule(spec: dict[str, Any], kind: str, expected: Any) -> None:
+    assert chart_object_selector(spec, kind, "rel") == expected
+
+
+def test_a_monitor_without_the_release_label_would_not_be_discovered(
+    base_objects: list[Obj], effective_values: dict[str, Any], release: dict[str, Any]
+) -> None:
+    spec = effective_values["prometheus"]["prometheusSpec"]
+    monitor = copy.deepcopy(one(base_objects, "ServiceMonitor"))
+    ns = namespace_labels(APP_NAMESPACE, base_objects)
+    monitor["metadata"]["labels"]["release"] = "prometheus"  # the classic copy-paste from another setup
+    wrong_release, _ = prometheus_selects(monitor, spec, "serviceMonitor", release["name"], ns)
+    everything = {**spec, "serviceMonitorSelectorNilUsesHelmValues": False, "serviceMonitorSelector": {}}
+    opened, _ = prometheus_selects(monitor, everything, "serviceMonitor", release["name"], ns)
+    restricted = {**spec, "serviceMonitorNamespaceSelector": {"matchLabels": {"team": "observability"}}}
+    right_label = one(base_objects, "ServiceMonitor")
+    wrong_ns, _ = prometheus_selects(right_label, restricted, "serviceMonitor", release["name"], ns)
+    assert (wrong_release, opened, wrong_ns) == (False, True, False)
+
+
+# ---- Grafana dashboard sidecar ----------------------------------------------------------------------------
+
+
+def _dashboards(objects: list[Obj]) -> list[Obj]:
+    return [c for c in of_kind(objects, "ConfigMap") if any(k.endswith(".json") for k in c.get("data", {}))]
+
+
+def test_the_dashboard_configmap_is_seen_by_the_grafana_sidecar(
+    base_objects: list[Obj], effective_grafana_values: dict[str, Any], release: dict[str, Any]
+) -> None:
+    sidecar = effective_grafana_values["sidecar"]["dashboards"]
+    dashboards = _dashboards(base_objects)
+    assert dashboards, "no ConfigMap carries a dashboard (.json key)"
+    for configmap in dashboards:
+        seen, why = sidecar_sees(sidecar, configmap, release["namespace"])
+        assert seen, f"ConfigMap {configmap['metadata']['name']}: {why}"
+        for key, text in configmap["data"].items():
+            assert isinstance(json.loads(text), dict), f"{key} is not a JSON object"
+
+
+def test_the_sidecar_rule_rejects_what_grafana_would_not_load(base_objects: list[Obj]) -> None:
+    configmap = _dashboards(base_objects)[0]
+    on = {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}
+    # The grafana chart's own default: only Grafana's namespace.
+    assert not sidecar_sees({**on, "searchNamespace": None}, configmap, MONITORING_NAMESPACE)[0]
+    assert sidecar_sees({**on, "searchNamespace": [MONITORING_NAMESPACE, APP_NAMESPACE]}, configmap, "x")[0]
+    assert not sidecar_sees({**on, "labelValue": "true"}, configmap, MONITORING_NAMESPACE)[0]
+    assert not sidecar_sees({**on, "enabled": False}, configmap, MONITORING_NAMESPACE)[0]
+
+
+# ---- NetworkPolicy ----------------------------------------------------------------------------------------
+
+
+def _reachable(objects: list[Obj], port_name: str, src_ns: str, src_labels: dict[str, str]) -> bool:
+    pod_labels = _pod(objects)["metadata"]["labels"]
+    port = _container_ports(_container(objects))[port_name]
+    return ingress_allowed(
+        of_kind(objects, "NetworkPolicy"), APP_NAMESPACE, pod_labels, port, port_name,
+        src_ns, namespace_labels(src_ns), src_labels,
+    )
+
+
+def test_networkpolicy_selects_the_apps_pods(base_objects: list[Obj]) -> None:
+    policy = one(base_objects, "NetworkPolicy")
+    assert selector_matches(policy["spec"]["podSelector"], _pod(base_objects)["metadata"]["labels"])
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+
+
+def test_networkpolicy_lets_the_charts_prometheus_scrape(
+    base_objects: list[Obj], effective_values: dict[str, Any], release: dict[str, Any]
+) -> None:
+    prometheus = prometheus_pod_labels(release["name"], effective_values)
+    assert _reachable(base_objects, "metrics", release["namespace"], prometheus)
+
+
+def test_networkpolicy_keeps_everyone_else_off_the_metrics_port(
+    base_objects: list[Obj], effective_values: dict[str, Any], release: dict[str, Any]
+) -> None:
+    prometheus = prometheus_pod_labels(release["name"], effective_values)
+    grafana = {"app.kubernetes.io/name": "grafana"}
+    assert not _reachable(base_objects, "metrics", release["namespace"], grafana)
+    assert not _reachable(base_objects, "metrics", APP_NAMESPACE, {"app.kubernetes.io/name": "wine-classifier"})
+    # Same labels, wrong namespace: a look-alike pod elsewhere does not get in.
+    assert not _reachable(base_objects, "metrics", "default", prometheus)
+
+
+def test_networkpolicy_lets_clients_reach_the_app_port(base_objects: list[Obj]) -> None:
+    assert _reachable(base_objects, "http", "default", {"run": "curl"})
+    assert _reachable(base_objects, "http", APP_NAMESPACE, {})
+
+
+def test_networkpolicy_allows_no_egress_beyond_dns(base_objects: list[Obj]) -> None:
+    for rule in one(base_objects, "NetworkPolicy")["spec"].get("egress") or []:
+        ports = rule.get("ports")
+        assert ports, f"egress rule {rule} opens every port"
+        assert all(p.get("port") == 53 for p in ports), f"egress rule {rule} allows more than DNS"
+
+
+# ---- HPA and PDB ------------------------------------------------------------------------------------------
+
+
+def test_hpa_scales_the_deployment_on_cpu(base_objects: list[Obj]) -> None:
+    hpa, deployment = one(base_objects, "HorizontalPodAutoscaler"), one(base_objects, "Deployment")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment",
+                                                                      deployment["metadata"]["name"])
+    assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    cpu = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+    assert cpu, "no CPU metric"
+    # Utilization is a share of the request: a container without a CPU request makes the HPA fail.
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        assert container["resources"]["requests"]["cpu"]
+
+
+def test_pdb_covers_the_pods_and_lets_a_drain_proceed(base_objects: list[Obj]) -> None:
+    pdb, hpa = one(base_objects, "PodDisruptionBudget"), one(base_objects, "HorizontalPodAutoscaler")
+    assert selector_matches(pdb["spec"]["selector"], _pod(base_objects)["metadata"]["labels"])
+    min_available = pdb["spec"]["minAvailable"]
+    assert isinstance(min_available, int) and min_available < hpa["spec"]["minReplicas"], (
+        "minAvailable must stay below the smallest replica count or no pod can ever be evicted"
+    )
+
+
+def test_workload_uses_its_own_service_account_without_a_token(base_objects: list[Obj]) -> None:
+    account = one(base_objects, "ServiceAccount")
+    pod = _pod(base_objects)["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["automountServiceAccountToken"] is False
+    assert pod.get("automountServiceAccountToken", False) is False
