@@ -16,12 +16,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /build
 
-# Dependencies first, from pyproject.toml alone, so that editing app/ does not reinstall them. Only the
-# dependency list is installed, not the project: the server runs the app/ source copied below.
-COPY pyproject.toml ./
+# Dependencies first, so that editing app/ does not reinstall them: the runtime dependencies declared in
+# pyproject.toml (not the dev tools), at the versions requirements.lock pins. Only the dependencies are
+# installed, not the project: the server runs the app/ source copied below.
+COPY pyproject.toml requirements.lock ./
 RUN python -m venv "$VIRTUAL_ENV" \
     && python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
-    && pip install --no-cache-dir --requirement requirements.txt
+    && pip install --no-cache-dir --requirement requirements.txt --constraint requirements.lock
 
 COPY app ./app
 # Deterministic training on a dataset shipped with scikit-learn: no download, same bytes, same version.

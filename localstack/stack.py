@@ -82,6 +82,7 @@ class Stack:
         workers: int = 2,
         manifests: Path = MANIFESTS,
         rule_transform: Callable[[dict], dict] | None = None,
+        alertmanager_transform: Callable[[dict], dict] | None = None,
     ) -> None:
         self.state = state.resolve()
         self.ports = ports
@@ -89,7 +90,9 @@ class Stack:
         self.evaluation_interval = evaluation_interval
         self.workers = workers
         self.manifests = manifests
+        # Tests compress time (`for:`, group_wait) with these; names, labels and routes stay as declared.
         self.rule_transform = rule_transform
+        self.alertmanager_transform = alertmanager_transform
         self.pids = self.state / "pids"
         self.logs = self.state / "logs"
         self.model_dir = self.state / "model"
@@ -102,10 +105,13 @@ class Stack:
         rules_file = self.state / "prometheus" / "rules.yaml"
         built = stack_config.build(objects, self.ports, rules_file, self.scrape_interval, self.evaluation_interval)
         rules = self.rule_transform(built.rules) if self.rule_transform else built.rules
+        alertmanager = built.alertmanager
+        if self.alertmanager_transform:
+            alertmanager = self.alertmanager_transform(alertmanager)
         files = {
             self.state / "prometheus" / "prometheus.yml": built.prometheus,
             rules_file: rules,
-            self.state / "alertmanager" / "alertmanager.yml": built.alertmanager,
+            self.state / "alertmanager" / "alertmanager.yml": alertmanager,
         }
         for path, content in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,9 +266,9 @@ class Stack:
             pid_file.unlink(missing_ok=True)
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _group_alive(pid):
+        while time.monotonic() < deadline and group_alive(pid):
             time.sleep(0.1)
-        if _group_alive(pid):
+        if group_alive(pid):
             os.killpg(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
 
@@ -281,7 +287,7 @@ class Stack:
         return [json.loads(line) for line in self.alerts_file.read_text().splitlines() if line.strip()]
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

@@ -277,9 +277,7 @@ def ingress_allowed(
     for policy in isolating:
         for rule in policy["spec"].get("ingress") or []:
             peers = rule.get("from")
-            peer_ok = not peers or any(
-                _peer_matches(peer, pod_ns, src_ns, src_ns_labels, src_labels) for peer in peers
-            )
+            peer_ok = not peers or any(_peer_matches(peer, pod_ns, src_ns, src_ns_labels, src_labels) for peer in peers)
             if peer_ok and _port_matches(rule.get("ports"), port, port_name, protocol):
                 return True
     return False
@@ -312,7 +310,7 @@ def _close(node: Any) -> None:
 
 # ---- Alertmanager routing ---------------------------------------------------------------------------------
 
-_MATCHER = re.compile(r'^\s*\{?\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*\}?\s*$')
+_MATCHER = re.compile(r"^\s*\{?\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*\}?\s*$")
 
 
 def parse_matcher(text: str) -> tuple[str, str, str]:

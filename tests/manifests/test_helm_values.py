@@ -39,8 +39,9 @@ def _problems(values: dict[str, Any], chart_defaults: dict[str, Any], grafana_de
     return problems
 
 
-def test_helmfile_declares_one_pinned_release(helmfile: dict[str, Any], release: dict[str, Any],
-                                              shared_dir: Path) -> None:
+def test_helmfile_declares_one_pinned_release(
+    helmfile: dict[str, Any], release: dict[str, Any], shared_dir: Path
+) -> None:
     chart = yaml.safe_load((shared_dir / "charts" / CHART / "Chart.yaml").read_text())
     repositories = {r["name"]: r["url"] for r in helmfile["repositories"]}
     repo, _, name = release["chart"].partition("/")
@@ -67,8 +68,7 @@ def test_every_value_is_a_key_the_chart_knows(values, chart_defaults, grafana_de
         ((), "kubeEtdc"),
     ],
 )
-def test_a_misspelt_key_is_caught(values, chart_defaults, grafana_defaults, path: tuple[str, ...],
-                                  typo: str) -> None:
+def test_a_misspelt_key_is_caught(values, chart_defaults, grafana_defaults, path: tuple[str, ...], typo: str) -> None:
     broken = copy.deepcopy(values)
     node = broken
     for key in path:

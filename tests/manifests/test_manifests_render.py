@@ -90,4 +90,3 @@ def test_labels_not_common_labels_and_selectors_untouched(base_objects, top_obje
     added = one(top_objects, "Service")["metadata"]["labels"]
     assert added.get("app.kubernetes.io/managed-by") == "kustomize"
     assert added.get("app.kubernetes.io/part-of") == "ml-observability"
-

@@ -171,12 +171,18 @@ def test_the_charts_prometheus_selects_our_monitoring_objects(
 @pytest.mark.parametrize(
     ("spec", "kind", "expected"),
     [
-        ({"serviceMonitorSelectorNilUsesHelmValues": True, "serviceMonitorSelector": {}}, "serviceMonitor",
-         {"matchLabels": {"release": "rel"}}),
+        (
+            {"serviceMonitorSelectorNilUsesHelmValues": True, "serviceMonitorSelector": {}},
+            "serviceMonitor",
+            {"matchLabels": {"release": "rel"}},
+        ),
         ({"serviceMonitorSelectorNilUsesHelmValues": False, "serviceMonitorSelector": {}}, "serviceMonitor", {}),
         ({"serviceMonitorSelectorNilUsesHelmValues": False}, "serviceMonitor", {}),
-        ({"serviceMonitorSelectorNilUsesHelmValues": True, "serviceMonitorSelector": {"matchLabels": {"a": "b"}}},
-         "serviceMonitor", {"matchLabels": {"a": "b"}}),
+        (
+            {"serviceMonitorSelectorNilUsesHelmValues": True, "serviceMonitorSelector": {"matchLabels": {"a": "b"}}},
+            "serviceMonitor",
+            {"matchLabels": {"a": "b"}},
+        ),
         ({"ruleSelectorNilUsesHelmValues": False, "ruleSelector": {}}, "rule", {}),
         ({"ruleSelectorNilUsesHelmValues": False}, "rule", ABSENT),
         ({"ruleSelectorNilUsesHelmValues": True}, "rule", {"matchLabels": {"release": "rel"}}),
@@ -186,20 +192,25 @@ def test_chart_selector_rule(spec: dict[str, Any], kind: str, expected: Any) -> 
     assert chart_object_selector(spec, kind, "rel") == expected
 
 
-def test_a_monitor_without_the_release_label_would_not_be_discovered(
-    base_objects: list[Obj], effective_values: dict[str, Any], release: dict[str, Any]
-) -> None:
-    spec = effective_values["prometheus"]["prometheusSpec"]
-    monitor = copy.deepcopy(one(base_objects, "ServiceMonitor"))
-    ns = namespace_labels(APP_NAMESPACE, base_objects)
-    monitor["metadata"]["labels"]["release"] = "prometheus"  # the classic copy-paste from another setup
-    wrong_release, _ = prometheus_selects(monitor, spec, "serviceMonitor", release["name"], ns)
-    everything = {**spec, "serviceMonitorSelectorNilUsesHelmValues": False, "serviceMonitorSelector": {}}
-    opened, _ = prometheus_selects(monitor, everything, "serviceMonitor", release["name"], ns)
-    restricted = {**spec, "serviceMonitorNamespaceSelector": {"matchLabels": {"team": "observability"}}}
-    right_label = one(base_objects, "ServiceMonitor")
-    wrong_ns, _ = prometheus_selects(right_label, restricted, "serviceMonitor", release["name"], ns)
-    assert (wrong_release, opened, wrong_ns) == (False, True, False)
+def test_the_selection_rule_tells_labels_and_namespaces_apart() -> None:
+    """The chart's default, independent of our values: the release label decides, namespaces do not."""
+    default = {
+        "serviceMonitorSelectorNilUsesHelmValues": True,
+        "serviceMonitorSelector": {},
+        "serviceMonitorNamespaceSelector": {},
+    }
+    ns = namespace_labels(APP_NAMESPACE)
+
+    def monitor(release: str) -> Obj:
+        return {"metadata": {"name": "m", "namespace": APP_NAMESPACE, "labels": {"release": release}}}
+
+    # The classic copy-paste from another setup: `release: prometheus`.
+    assert not prometheus_selects(monitor("prometheus"), default, "serviceMonitor", "rel", ns)[0]
+    assert prometheus_selects(monitor("rel"), default, "serviceMonitor", "rel", ns)[0]
+    everything = {**default, "serviceMonitorSelectorNilUsesHelmValues": False}
+    assert prometheus_selects(monitor("prometheus"), everything, "serviceMonitor", "rel", ns)[0]
+    restricted = {**default, "serviceMonitorNamespaceSelector": {"matchLabels": {"team": "observability"}}}
+    assert not prometheus_selects(monitor("rel"), restricted, "serviceMonitor", "rel", ns)[0]
 
 
 # ---- Grafana dashboard sidecar ----------------------------------------------------------------------------
@@ -222,14 +233,18 @@ def test_the_dashboard_configmap_is_seen_by_the_grafana_sidecar(
             assert isinstance(json.loads(text), dict), f"{key} is not a JSON object"
 
 
-def test_the_sidecar_rule_rejects_what_grafana_would_not_load(base_objects: list[Obj]) -> None:
-    configmap = _dashboards(base_objects)[0]
+def test_the_sidecar_rule_rejects_what_grafana_would_not_load() -> None:
+    configmap = {"metadata": {"name": "d", "namespace": APP_NAMESPACE, "labels": {"grafana_dashboard": "1"}}}
     on = {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}
+    assert sidecar_sees(on, configmap, MONITORING_NAMESPACE)[0]
     # The grafana chart's own default: only Grafana's namespace.
     assert not sidecar_sees({**on, "searchNamespace": None}, configmap, MONITORING_NAMESPACE)[0]
     assert sidecar_sees({**on, "searchNamespace": [MONITORING_NAMESPACE, APP_NAMESPACE]}, configmap, "x")[0]
+    assert sidecar_sees({**on, "searchNamespace": f"{MONITORING_NAMESPACE},{APP_NAMESPACE}"}, configmap, "x")[0]
     assert not sidecar_sees({**on, "labelValue": "true"}, configmap, MONITORING_NAMESPACE)[0]
+    assert not sidecar_sees({**on, "label": "dashboard"}, configmap, MONITORING_NAMESPACE)[0]
     assert not sidecar_sees({**on, "enabled": False}, configmap, MONITORING_NAMESPACE)[0]
+    assert not sidecar_sees({**on, "resource": "secret"}, configmap, MONITORING_NAMESPACE)[0]
 
 
 # ---- NetworkPolicy ----------------------------------------------------------------------------------------
@@ -239,8 +254,14 @@ def _reachable(objects: list[Obj], port_name: str, src_ns: str, src_labels: dict
     pod_labels = _pod(objects)["metadata"]["labels"]
     port = _container_ports(_container(objects))[port_name]
     return ingress_allowed(
-        of_kind(objects, "NetworkPolicy"), APP_NAMESPACE, pod_labels, port, port_name,
-        src_ns, namespace_labels(src_ns), src_labels,
+        of_kind(objects, "NetworkPolicy"),
+        APP_NAMESPACE,
+        pod_labels,
+        port,
+        port_name,
+        src_ns,
+        namespace_labels(src_ns),
+        src_labels,
     )
 
 
@@ -286,8 +307,11 @@ def test_networkpolicy_allows_no_egress_beyond_dns(base_objects: list[Obj]) -> N
 def test_hpa_scales_the_deployment_on_cpu(base_objects: list[Obj]) -> None:
     hpa, deployment = one(base_objects, "HorizontalPodAutoscaler"), one(base_objects, "Deployment")
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment",
-                                                                      deployment["metadata"]["name"])
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "apps/v1",
+        "Deployment",
+        deployment["metadata"]["name"],
+    )
     assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
     cpu = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
     assert cpu, "no CPU metric"
