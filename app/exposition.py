@@ -6,14 +6,57 @@ app port does not expose metrics to clients.
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 METRICS_PATH = "/metrics"
+ARCHIVE = "archive"
+
+# Held while a scrape reads the files and while a dead worker's files are folded into the archive, so
+# no scrape ever sees a worker's counts twice or not at all (which would look like a counter reset).
+_files_lock = threading.Lock()
+
+
+def _fold(dead: Path, archive: Path, combine) -> None:
+    into = MmapedDict(str(archive))
+    try:
+        for key, value, timestamp, _pos in MmapedDict.read_all_values_from_file(str(dead)):
+            current, _ts = into.read_value(key)
+            into.write_value(key, combine(current, value), timestamp)
+    finally:
+        into.close()
+    dead.unlink()
+
+
+def fold_dead_worker(pid: int, directory: str | None = None) -> None:
+    """Fold a dead worker's files into one archive per type, then delete them.
+
+    prometheus_client leaves a dead worker's counter and histogram files in place forever (counters must
+    not go back), so with recycled workers the directory, and the time of every scrape, grows without bound.
+    Adding their values into `counter_archive.db` / `histogram_archive.db` keeps every total exact and the
+    file count at (live workers + archives). Gauges in `max`/`min` mode fold by max/min; other gauge modes
+    of a dead process carry nothing worth keeping.
+    """
+    path = Path(directory or os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    with _files_lock:
+        mark_process_dead(pid, str(path))
+        for typ in ("counter", "histogram", "summary"):
+            dead = path / f"{typ}_{pid}.db"
+            if dead.exists():
+                _fold(dead, path / f"{typ}_{ARCHIVE}.db", lambda a, b: a + b)
+        for mode, combine in (("max", max), ("min", min)):
+            dead = path / f"gauge_{mode}_{pid}.db"
+            if dead.exists():
+                _fold(dead, path / f"gauge_{mode}_{ARCHIVE}.db", combine)
+        for leftover in path.glob(f"gauge_*_{pid}.db"):
+            leftover.unlink()
 
 
 def metrics_app(environ, start_response):
@@ -23,7 +66,8 @@ def metrics_app(environ, start_response):
     # A fresh registry per scrape: the collector reads the files as they are now, including new workers'.
     registry = CollectorRegistry(auto_describe=False)
     MultiProcessCollector(registry)
-    return make_wsgi_app(registry)(environ, start_response)
+    with _files_lock:
+        return make_wsgi_app(registry)(environ, start_response)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

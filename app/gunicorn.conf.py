@@ -71,10 +71,10 @@ def when_ready(server):
 
 
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
+    from app.exposition import fold_dead_worker
 
-    # Drops the dead worker's live gauges (in-flight); its counters stay, as counters must.
-    multiprocess.mark_process_dead(worker.pid)
+    # Drops the dead worker's live gauges (in-flight) and folds its counters into the archive files.
+    fold_dead_worker(worker.pid)
 
 
 def on_exit(server):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import sys
@@ -55,3 +56,28 @@ def graceful_timeout() -> int:
         if found:
             return int(found.group(1))
     return GRACEFUL_TIMEOUT_DEFAULT
+
+
+def served_get_paths(routes: Path = ROOT / "app" / "routes.py") -> set[str]:
+    """Paths app/routes.py registers for GET (`@api.get("/x")`, `@api.route("/x")`), read without importing
+    the app (importing it would load prometheus_client before any multiprocess setup)."""
+    paths: set[str] = set()
+    for node in ast.walk(ast.parse(routes.read_text())):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)):
+                continue
+            if not (decorator.args and isinstance(decorator.args[0], ast.Constant)):
+                continue
+            verb = decorator.func.attr
+            methods = {"GET"}
+            if verb == "route":
+                for kw in decorator.keywords:
+                    if kw.arg == "methods":
+                        methods = {m.value for m in kw.value.elts if isinstance(m, ast.Constant)}
+            elif verb != "get":
+                continue
+            if "GET" in methods:
+                paths.add(decorator.args[0].value)
+    return paths

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -15,6 +14,7 @@ from deploy_spec import (
     graceful_timeout,
     of_kind,
     one,
+    served_get_paths,
 )
 from kube_logic import (
     ABSENT,
@@ -111,6 +111,11 @@ def test_every_service_port_reaches_a_named_container_port(base_objects: list[Ob
 
 
 # ---- probes and lifecycle ---------------------------------------------------------------------------------
+
+
+def test_the_probe_paths_are_routes_of_the_app() -> None:
+    served = served_get_paths()
+    assert {LIVENESS_PATH, READINESS_PATH} <= served, f"app/routes.py serves {sorted(served)}"
 
 
 def test_probes_hit_the_apps_paths_on_the_app_port(base_objects: list[Obj]) -> None:
