@@ -30,7 +30,10 @@ log = logging.getLogger("app.train")
 MODEL_NAME = "wine-logreg"
 DATASET = "sklearn.datasets.load_wine"
 SEED = 42
-BINS_PER_FEATURE = 10
+# PSI between two samples of the SAME distribution is biased upwards by about (bins - 1) / rows of the
+# smaller sample. Wine trains on 133 rows: 10 bins would put stable traffic near 0.07, too close to the
+# 0.1 warning line; 5 bins keep it near 0.03 and still put a 3-sigma shift far above 0.25.
+BINS_PER_FEATURE = 5
 
 
 def reference_bins(column: np.ndarray, bins: int = BINS_PER_FEATURE) -> tuple[list[float], list[float]]:

@@ -36,8 +36,4 @@ def metric_names(expr: str) -> set[str]:
     text = _GROUPING.sub(" ", text)
     text = _DURATION.sub(" ", text)
     text = _NUMBER.sub(" ", text)
-    return {
-        name
-        for name in _IDENTIFIER.findall(text)
-        if name not in KEYWORDS and name.lower() not in _LITERALS
-    }
+    return {name for name in _IDENTIFIER.findall(text) if name not in KEYWORDS and name.lower() not in _LITERALS}

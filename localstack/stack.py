@@ -7,6 +7,7 @@ Every process runs in its own session with its pid in `<state>/pids/`, its log i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -185,9 +186,20 @@ class Stack:
             [sys.executable, "-m", "app.train", "--out", str(self.model_dir)], cwd=ROOT, check=True, timeout=300
         )
 
+    @contextlib.contextmanager
+    def _exclusive(self):
+        # Two `make up`s at once would both find a service stopped and both start it.
+        self.state.mkdir(parents=True, exist_ok=True)
+        with (self.state / "lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def up(self, timeout: float = 60.0) -> dict[str, str]:
         """Start whatever is not running; returns the URLs. Idempotent."""
-        self.state.mkdir(parents=True, exist_ok=True)
+        with self._exclusive():
+            return self._up(timeout)
+
+    def _up(self, timeout: float) -> dict[str, str]:
         written = self.write_config()
         services = self.services(written["app_env"])  # type: ignore[arg-type]
         running = self.running()
@@ -239,7 +251,7 @@ class Stack:
                 return
             time.sleep(0.2)
         tail = (self.logs / f"{service.name}.log").read_text(errors="replace").splitlines()[-15:]
-        self.down()
+        self._down()
         raise StackError(
             f"{service.name} did not become ready at {service.ready_url} "
             f"(see {self.logs / (service.name + '.log')}):\n  " + "\n  ".join(tail)
@@ -273,6 +285,10 @@ class Stack:
         pid_file.unlink(missing_ok=True)
 
     def down(self) -> list[str]:
+        with self._exclusive():
+            return self._down()
+
+    def _down(self) -> list[str]:
         stopped = []
         # Prometheus first, so it does not record the app's shutdown as an outage that pages.
         for name in ("prometheus", "app", "alertmanager", "webhook"):

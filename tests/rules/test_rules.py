@@ -140,7 +140,7 @@ def test_every_alert_has_a_firing_and_a_silent_case(groups: list[dict[str, Any]]
                 annotations = alert.get("exp_annotations") or {}
                 if labels.get("severity") not in SEVERITIES:
                     problems.append(f"{where}: {name} expected without a severity label")
-                if not REQUIRED_ANNOTATIONS <= set(annotations):
+                if not set(annotations) >= REQUIRED_ANNOTATIONS:
                     problems.append(f"{where}: {name} expected without all of {sorted(REQUIRED_ANNOTATIONS)}")
             firing.add(name)
     problems += [f"{name} has no case where it fires" for name in sorted(alert_names - firing)]
@@ -206,5 +206,5 @@ def test_every_selector_is_scoped_to_the_job(groups: list[dict[str, Any]]) -> No
                 continue  # recorded by these rules, already scoped
             for selector in re.findall(rf"(?<![\w:]){re.escape(name)}(\{{[^}}]*\}})?", rule["expr"]):
                 assert 'job="wine-classifier"' in selector, (
-                    f"{rule.get('alert') or rule.get('record')}: {name} without job=\"wine-classifier\""
+                    f'{rule.get("alert") or rule.get("record")}: {name} without job="wine-classifier"'
                 )

@@ -1,0 +1,218 @@
+"""Panel constructors with this dashboard's conventions baked in.
+
+Every panel reads from the `${datasource}` variable, sets a unit, and gets a legend; every query is scoped
+with SCOPE (or, for ALERTS, with what the alert carries). The rows in `dashboard.rows` only say what to
+show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from grafana_foundation_sdk.builders import bargauge, heatmap, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.models import common, dashboard
+from grafana_foundation_sdk.models import heatmap as heatmap_models
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
+# The label filter of every query: the dashboard variables, as set by the ServiceMonitor's target labels.
+SCOPE = 'namespace="$namespace", job="$job"'
+
+Steps = Sequence[tuple[str, float | None]]
+
+
+def selector(metric: str, *matchers: str) -> str:
+    """`metric{namespace="$namespace", job="$job", <matchers>}`."""
+    return f"{metric}{{{', '.join([SCOPE, *matchers])}}}"
+
+
+def query(expr: str, legend: str, ref: str = "A") -> prometheus.Dataquery:
+    return prometheus.Dataquery().datasource(DATASOURCE).expr(expr).legend_format(legend).ref_id(ref)
+
+
+def queries(*pairs: tuple[str, str]) -> list[prometheus.Dataquery]:
+    """(expr, legend) pairs as targets A, B, C, ..."""
+    return [query(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
+
+
+def thresholds(steps: Steps) -> dashboard_builders.ThresholdsConfig:
+    """Absolute steps: (colour, lower bound); the first bound is None (from minus infinity)."""
+    return (
+        dashboard_builders.ThresholdsConfig()
+        .mode(dashboard.ThresholdsMode.ABSOLUTE)
+        .steps([dashboard.Threshold(value=value, color=color) for color, value in steps])
+    )
+
+
+def _legend(as_table: bool) -> common_builders.VizLegendOptions:
+    legend = common_builders.VizLegendOptions().show_legend(True).placement(common.LegendPlacement.BOTTOM)
+    if as_table:
+        return legend.display_mode(common.LegendDisplayMode.TABLE).calcs(["lastNotNull", "max"])
+    return legend.display_mode(common.LegendDisplayMode.LIST)
+
+
+def timeseries_panel(
+    title: str,
+    description: str,
+    unit: str,
+    targets: Sequence[prometheus.Dataquery],
+    *,
+    width: int = 12,
+    height: int = 8,
+    steps: Steps | None = None,
+    minimum: float | None = 0,
+    maximum: float | None = None,
+    legend_table: bool = False,
+) -> timeseries.Panel:
+    """A time series; `steps` are also drawn as lines, so thresholds are visible on the graph."""
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .targets(list(targets))
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .line_width(1)
+        .fill_opacity(10)
+        .legend(_legend(legend_table))
+        .tooltip(
+            common_builders.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI).sort(common.SortOrder.DESCENDING)
+        )
+    )
+    if minimum is not None:
+        panel = panel.min(minimum)
+    if maximum is not None:
+        panel = panel.max(maximum)
+    if steps is not None:
+        panel = panel.thresholds(thresholds(steps)).thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+        )
+    return panel
+
+
+def stat_panel(
+    title: str,
+    description: str,
+    unit: str,
+    targets: Sequence[prometheus.Dataquery],
+    steps: Steps,
+    *,
+    width: int = 6,
+    height: int = 8,
+    decimals: float | None = None,
+) -> stat.Panel:
+    panel = (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .targets(list(targets))
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .thresholds(thresholds(steps))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+    return panel if decimals is None else panel.decimals(decimals)
+
+
+def bar_gauge_panel(
+    title: str,
+    description: str,
+    unit: str,
+    targets: Sequence[prometheus.Dataquery],
+    steps: Steps,
+    *,
+    width: int = 8,
+    height: int = 8,
+    minimum: float = 0,
+    maximum: float | None = None,
+) -> bargauge.Panel:
+    panel = (
+        bargauge.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .targets(list(targets))
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .min(minimum)
+        .thresholds(thresholds(steps))
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+    return panel if maximum is None else panel.max(maximum)
+
+
+def heatmap_panel(
+    title: str,
+    description: str,
+    y_unit: str,
+    expr: str,
+    *,
+    width: int = 8,
+    height: int = 8,
+) -> heatmap.Panel:
+    """A heatmap of a histogram's buckets: `expr` must keep `le`, and yields counts per bucket."""
+    target = query(expr, "{{le}}").format(PromQueryFormat.HEATMAP)
+    return (
+        heatmap.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(target)
+        .unit("short")
+        .span(width)
+        .height(height)
+        .calculate(False)
+        .y_axis(heatmap.YAxisConfig().unit(y_unit))
+        .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
+        .color(heatmap.HeatmapColorOptions().mode(heatmap_models.HeatmapColorMode.SCHEME).scheme("Oranges"))
+        .cell_values(heatmap.CellValues().unit("short"))
+        .show_legend()
+    )
+
+
+def table_panel(
+    title: str,
+    description: str,
+    targets: Sequence[prometheus.Dataquery],
+    hidden_columns: Sequence[str],
+    *,
+    width: int = 12,
+    height: int = 8,
+) -> table.Panel:
+    """An instant query shown as one row per series, without the columns named in `hidden_columns`."""
+    instant = [t.instant().format(PromQueryFormat.TABLE) for t in targets]
+    organize = dashboard.DataTransformerConfig(
+        id_val="organize",
+        options={"excludeByName": dict.fromkeys(hidden_columns, True), "renameByName": {}, "indexByName": {}},
+    )
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .targets(instant)
+        .unit("none")
+        .span(width)
+        .height(height)
+        .with_transformation(organize)
+    )
+
+
+def row(title: str) -> dashboard_builders.Row:
+    return dashboard_builders.Row(title).collapsed(False)
+
+
+def dashed_series(pattern: str) -> tuple[str, list[dashboard.DynamicConfigValue]]:
+    """An override drawing series whose name matches `pattern` as dashed lines (references, priors)."""
+    return pattern, [dashboard.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})]
