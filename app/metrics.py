@@ -46,6 +46,10 @@ INVALID_REASONS = (
     "unknown_feature",
     "non_numeric",
     "non_finite",
+    # /feedback only
+    "invalid_feedback_item",
+    "unknown_class",
+    "model_version_mismatch",
 )
 
 HTTP_REQUESTS_TOTAL = "http_requests_total"
@@ -60,6 +64,8 @@ MODEL_REFERENCE_FEATURE_BIN_RATIO = "model_reference_feature_bin_ratio"
 MODEL_REFERENCE_CLASS_RATIO = "model_reference_class_ratio"
 MODEL_INVALID_REQUESTS_TOTAL = "model_invalid_requests_total"
 MODEL_INFO = "model_info"
+MODEL_FEEDBACK_TOTAL = "model_feedback_total"
+MODEL_TRAINING_ACCURACY = "model_training_accuracy"
 
 # prometheus_client appends `_total` to counters itself: strip it for the constructor.
 http_requests = Counter(
@@ -127,6 +133,18 @@ model_info = Gauge(
     multiprocess_mode="max",
 )
 
+feedback = Counter(
+    MODEL_FEEDBACK_TOTAL.removesuffix("_total"),
+    "Ground-truth labels received for earlier predictions: a confusion matrix fixed by the class list.",
+    ["model_version", "predicted_class", "actual_class"],
+)
+training_accuracy = Gauge(
+    MODEL_TRAINING_ACCURACY,
+    "Accuracy of the loaded model on its held-out test split at training time: the bar live accuracy meets.",
+    ["model_version"],
+    multiprocess_mode="max",
+)
+
 
 def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else OTHER_METHOD
@@ -143,8 +161,16 @@ class ModelMetrics:
         class_names: Sequence[str],
         bin_ratios: Sequence[Sequence[float]],
         class_ratios: Sequence[float],
+        accuracy: float,
     ) -> None:
         self.version = version
+        # The whole confusion matrix at 0: accuracy queries have every cell from the first scrape on.
+        self._feedback_children = {
+            (predicted, actual): feedback.labels(version, predicted, actual)
+            for predicted in class_names
+            for actual in class_names
+        }
+        training_accuracy.labels(version).set(accuracy)
         self._class_children = [predictions.labels(version, c) for c in class_names]
         self._bin_children = [
             [input_feature_bin.labels(f, str(b)) for b in range(len(ratios))]
@@ -185,6 +211,11 @@ class ModelMetrics:
             for b, count in enumerate(np.bincount(column, minlength=len(children)).tolist()):
                 if count:
                     children[b].inc(count)
+
+    def observe_feedback(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Count (predicted, actual) pairs; both are class names already checked against the model."""
+        for pair in pairs:
+            self._feedback_children[pair].inc()
 
 
 def initialise_invalid_reasons() -> None:

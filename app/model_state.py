@@ -56,6 +56,7 @@ class ModelState:
                     class_names=model.class_names,
                     bin_ratios=[f["bin_ratios"] for f in reference["features"]],
                     class_ratios=reference["class_ratios"],
+                    accuracy=model.metadata["accuracy"],
                 )
             self.model = model
             log.info("loaded model %s version %s from %s", model.metadata["name"], model.version, self.model_dir)

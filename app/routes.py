@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from app.model_state import ModelState
-from app.validation import InvalidInput, decode_json_object, parse_instances
+from app.validation import InvalidInput, decode_json_object, parse_feedback, parse_instances
 
 api = Blueprint("api", __name__)
 
@@ -62,6 +62,20 @@ def predict():
         probabilities=result.probabilities.round(6).tolist(),
         model_version=model.version,
     )
+
+
+@api.post("/feedback")
+def feedback():
+    """Ground truth for earlier predictions. Stateless: any worker of any replica can take it."""
+    state = _state()
+    model = state.model
+    if model is None:
+        return _unavailable(state)
+    payload = decode_json_object(request.get_data(cache=False), request.mimetype)
+    pairs = parse_feedback(payload, model.class_names, model.version)
+    if state.metrics is not None:
+        state.metrics.observe_feedback(pairs)
+    return jsonify(accepted=len(pairs), model_version=model.version)
 
 
 __all__ = ["InvalidInput", "api"]

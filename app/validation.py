@@ -95,3 +95,35 @@ def parse_instances(payload: dict[str, Any], feature_names: Sequence[str]) -> np
         for j, value in enumerate(values):
             rows[i, j] = _number(value, f"row {i}, feature {feature_names[j]!r}")
     return rows
+
+
+FEEDBACK_FIELDS = frozenset({"predicted", "actual", "model_version"})
+
+
+def parse_feedback(payload: dict[str, Any], class_names: Sequence[str], version: str) -> list[tuple[str, str]]:
+    """``{"feedback": [{"predicted", "actual", "model_version"}, ...]}`` to (predicted, actual) pairs.
+
+    Classes and version must be the loaded model's: anything else would be a new label value.
+    """
+    items = require_keys(payload, "feedback")
+    if not isinstance(items, list):
+        raise InvalidInput("not_a_list", '"feedback" must be a list of items')
+    if not items:
+        raise InvalidInput("empty_batch", '"feedback" must hold at least one item')
+    if len(items) > MAX_ROWS:
+        raise InvalidInput("batch_too_large", f'"feedback" may hold at most {MAX_ROWS} items')
+    known = set(class_names)
+    pairs = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or item.keys() != FEEDBACK_FIELDS:
+            raise InvalidInput(
+                "invalid_feedback_item",
+                f'item {i} must be an object with exactly "predicted", "actual", "model_version"',
+            )
+        if item["model_version"] != version:
+            raise InvalidInput("model_version_mismatch", f"item {i} is for another model version than the one served")
+        predicted, actual = item["predicted"], item["actual"]
+        if not (isinstance(predicted, str) and predicted in known and isinstance(actual, str) and actual in known):
+            raise InvalidInput("unknown_class", f"item {i} names a class the model does not have")
+        pairs.append((predicted, actual))
+    return pairs
