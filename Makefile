@@ -48,8 +48,8 @@ deps: ## install Prometheus and Alertmanager (Debian packages) if they are missi
 model: venv ## train the model into ./model
 	$(BIN)/python -m app.train --out model
 
-demo: venv deps ## run the stack, drive locust traffic, print URLs and a summary; Ctrl-C stops everything
-	$(BIN)/python -m localstack demo
+demo: venv deps ## run the stack, drive locust traffic, print URLs and a summary; Ctrl-C stops everything (DRIFT=1: drifted inputs too)
+	$(BIN)/python -m localstack demo $(if $(DRIFT),--drift)
 
 up: venv deps ## start the stack detached
 	$(BIN)/python -m localstack up

@@ -8,6 +8,9 @@ Most requests are single or batch predictions whose rows are drawn from the trai
 noise); a small share are invalid on purpose and count as a success only when the server answers them
 with the expected 4xx; a few read /model. `--drift-features` shifts the named features by
 `--drift-shift` standard deviations in every row, which is what the drift panels and alerts must catch.
+A share of single predictions (`--feedback-share`) is followed by POST /feedback carrying the dataset's
+true label; `--concept-drift-class class_1` reports every row of that class as another class (wrong
+ground truth), which is what the live-accuracy alert must catch.
 `--load-profile` picks the load shape: steady, ramp or spike (peak `--peak-users`, for `--profile-seconds`).
 """
 
@@ -27,6 +30,8 @@ log = logging.getLogger("loadtest")
 _WINE = load_wine()
 FEATURES: list[str] = list(_WINE.feature_names)
 DATA: np.ndarray = _WINE.data
+TARGET: np.ndarray = _WINE.target
+CLASSES: list[str] = [str(c) for c in _WINE.target_names]
 STD: np.ndarray = DATA.std(axis=0)
 
 # (body, content type, expected status): each is refused for a different reason.
@@ -47,6 +52,8 @@ def _options(parser) -> None:
     parser.add_argument("--load-profile", choices=["steady", "ramp", "spike"], default="steady", help="load shape")
     parser.add_argument("--peak-users", type=int, default=10, help="users at the shape's peak")
     parser.add_argument("--profile-seconds", type=int, default=180, help="how long the shape runs")
+    parser.add_argument("--feedback-share", type=float, default=0.3, help="share of predictions given feedback")
+    parser.add_argument("--concept-drift-class", default="", help="report this class's rows as another class")
     parser.add_argument("--max-failure-ratio", type=float, default=0.01, help="exit 1 above this failure ratio")
     parser.add_argument("--max-p95-ms", type=float, default=500.0, help="exit 1 above this p95 latency (ms)")
 
@@ -68,16 +75,40 @@ class ModelClient(FastHttpUser):
 
     def on_start(self) -> None:
         self.rng = np.random.default_rng()
-        self.shift = drift_vector(self.environment.parsed_options) if self.environment.parsed_options else 0.0
+        options = self.environment.parsed_options
+        self.shift = drift_vector(options) if options else 0.0
+        self.feedback_share = options.feedback_share if options else 0.0
+        self.mislabelled = options.concept_drift_class if options else ""
+        if self.mislabelled and self.mislabelled not in CLASSES:
+            raise ValueError(f"--concept-drift-class: {self.mislabelled!r} is not one of {CLASSES}")
+
+    def sample(self, n: int) -> tuple[list[list[float]], list[str]]:
+        """n rows drawn from the data set with a little noise, and each row's true class."""
+        picked = self.rng.integers(0, len(DATA), n)
+        noisy = DATA[picked] + self.rng.normal(0.0, 0.05, (n, DATA.shape[1])) * STD + self.shift
+        return np.round(noisy, 4).tolist(), [CLASSES[t] for t in TARGET[picked]]
 
     def rows(self, n: int) -> list[list[float]]:
-        picked = DATA[self.rng.integers(0, len(DATA), n)]
-        noisy = picked + self.rng.normal(0.0, 0.05, picked.shape) * STD + self.shift
-        return np.round(noisy, 4).tolist()
+        return self.sample(n)[0]
+
+    def ground_truth(self, actual: str) -> str:
+        if actual != self.mislabelled:
+            return actual
+        return CLASSES[(CLASSES.index(actual) + 1) % len(CLASSES)]
 
     @task(12)
     def predict_one(self) -> None:
-        self.client.post("/predict", json={"instances": self.rows(1)}, name="/predict")
+        rows, actual = self.sample(1)
+        response = self.client.post("/predict", json={"instances": rows}, name="/predict")
+        if response.status_code != 200 or self.rng.random() >= self.feedback_share:
+            return
+        answer = response.json()
+        item = {
+            "predicted": answer["predictions"][0],
+            "actual": self.ground_truth(actual[0]),
+            "model_version": answer["model_version"],
+        }
+        self.client.post("/feedback", json={"feedback": [item]}, name="/feedback")
 
     @task(4)
     def predict_batch(self) -> None:

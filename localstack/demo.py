@@ -21,17 +21,14 @@ def query(prometheus: str, promql: str) -> list[dict]:
         return json.load(response)["data"]["result"]
 
 
-def locust_command(stack: Stack, app_url: str, duration: str, drift: bool) -> list[str]:
-    report = stack.state / "locust" / "report"
+def locust_command(stack: Stack, app_url: str, run_seconds: int, name: str, *extra: str) -> list[str]:
+    report = stack.state / "locust" / name
     report.parent.mkdir(parents=True, exist_ok=True)
-    command = [
+    return [
         str(Path(sys.executable).with_name("locust")), "--config", str(ROOT / "loadtest" / "locust.conf"),
-        "--host", app_url, "--profile-seconds", str(int(seconds(duration))),
-        "--csv", str(report), "--html", f"{report}.html",
+        "--host", app_url, "--profile-seconds", str(run_seconds),
+        "--csv", str(report), "--html", f"{report}.html", *extra,
     ]  # fmt: skip
-    if drift:
-        command += ["--drift-features", "proline,alcohol"]
-    return command
 
 
 def summary(prometheus: str) -> list[str]:
@@ -50,9 +47,17 @@ def run_demo(stack: Stack, duration: str, drift: bool) -> int:
     for name, url in urls.items():
         print(f"  {name:>16}: {url}")
     print(f"  {'targets':>16}: {urls['prometheus']}/classic/targets")
-    print(f"\nDriving locust traffic for {duration} (reports in {stack.state / 'locust'}) ...", flush=True)
-    result = subprocess.run(locust_command(stack, urls["app"], duration, drift), cwd=ROOT, check=False)
-    print(f"\nlocust exited with {result.returncode}; what Prometheus scraped:")
+    total = int(seconds(duration))
+    # With drift, the second half of the run shifts two features: the PSI panels show the step.
+    phases = [("report", total, ())] if not drift else [
+        ("report", total // 2, ()), ("drift", total - total // 2, ("--drift-features", "proline,alcohol")),
+    ]  # fmt: skip
+    for name, run_seconds, extra in phases:
+        print(f"\nlocust ({name}) for {run_seconds}s, reports in {stack.state / 'locust'} ...", flush=True)
+        command = locust_command(stack, urls["app"], run_seconds, name, *extra)
+        result = subprocess.run(command, cwd=ROOT, check=False)
+        print(f"locust exited with {result.returncode}")
+    print("\nWhat Prometheus scraped:")
     print("\n".join(summary(urls["prometheus"])) or "  (nothing yet: wait one scrape interval)")
     print("\nThe stack keeps running: open the URLs above. Ctrl-C stops everything.", flush=True)
     signal.pause()
