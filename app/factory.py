@@ -34,7 +34,8 @@ def _env_flag(name: str, default: bool) -> bool:
 
 def create_app(model_dir: Path | None = None, instrumented: bool | None = None) -> Flask:
     """Build the service. Defaults come from ``MODEL_DIR`` (``model``) and ``METRICS_ENABLED`` (on)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the API serves no files: no /static/<path> route
+    app.debug = False  # Flask took FLASK_DEBUG from the environment just above; production never runs debug
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     app.json.compact = True

@@ -44,7 +44,7 @@ def model_metadata():
 @api.post("/predict")
 def predict():
     state = _state()
-    model = state.model
+    model = state.try_load()  # not only readiness: a model that arrived late must reach every worker
     if model is None:
         return _unavailable(state)
     payload = decode_json_object(request.get_data(cache=False), request.mimetype)
@@ -68,7 +68,7 @@ def predict():
 def feedback():
     """Ground truth for earlier predictions. Stateless: any worker of any replica can take it."""
     state = _state()
-    model = state.model
+    model = state.try_load()  # not only readiness: a model that arrived late must reach every worker
     if model is None:
         return _unavailable(state)
     payload = decode_json_object(request.get_data(cache=False), request.mimetype)

@@ -36,12 +36,14 @@ def host_port(url: str) -> tuple[str, int]:
 
 
 def classify(exc: BaseException) -> str:
-    """A stable name for why a request got no HTTP response."""
+    """A stable name for why a request got no (complete) HTTP response."""
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
     # RemoteDisconnected is a ConnectionResetError: both mean the connection closed before any response.
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
         return "reset"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "cut"  # the status line and headers arrived, the body did not
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return "timeout"
     if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
@@ -230,3 +232,8 @@ def read_multiproc_dir(directory: Path) -> str:
 def booted_workers(log: Path) -> int:
     """How many workers gunicorn has started so far, from its log."""
     return log.read_text(errors="replace").count("Booting worker with pid")
+
+
+def report(name: str, **figures: object) -> None:
+    """One line of measured figures; shown with `pytest -s` (docs/reliability.md quotes them)."""
+    print(f"\n[figure] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
