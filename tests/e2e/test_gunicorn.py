@@ -129,3 +129,36 @@ def test_a_flood_of_random_requests_adds_no_series(server):
         query = {"".join(rng.choices(string.ascii_lowercase, k=5)): str(rng.random())}
         session.request(method, server.app + path, params=query, headers={"X-Random": str(rng.random())}, timeout=5)
     assert set(samples(server.scrape())) == baseline
+
+
+def test_feedback_is_counted_exactly_across_workers_and_refusals_keep_it_bounded(server):
+    version = requests.get(f"{server.app}/model", timeout=5).json()["version"]
+    item = {"predicted": "class_0", "actual": "class_1", "model_version": version}
+    before = server.scrape()
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(
+            pool.map(
+                lambda _: (
+                    requests.post(f"{server.app}/feedback", json={"feedback": [item, item]}, timeout=10).status_code
+                ),
+                range(50),
+            )
+        )
+    assert statuses == [200] * 50
+    hostile = [
+        {"feedback": [{**item, "actual": "class_" + "9" * 50}]},
+        {"feedback": [{**item, "model_version": "attacker-chosen"}]},
+        {"feedback": [{**item, "predicted": {"nested": ["x"]}}]},
+        {"feedback": "x"},
+    ]
+    for body in hostile:
+        response = requests.post(f"{server.app}/feedback", json=body, timeout=10)
+        assert response.status_code == 400 and response.json()["error"]
+    after = server.scrape()
+    cell = {"predicted_class": "class_0", "actual_class": "class_1", "model_version": version}
+    assert total(after, "model_feedback_total", **cell) - total(before, "model_feedback_total", **cell) == 100
+    versions = {
+        dict(labels).get("model_version") for (name, labels) in samples(after) if name == "model_feedback_total"
+    }
+    assert versions == {version}
+    assert len([1 for (name, _labels) in samples(after) if name == "model_feedback_total"]) == 9
