@@ -79,9 +79,12 @@ def write_artefact(model: Pipeline, metadata: dict, out: Path) -> dict:
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     blob = buffer.getvalue()
+    # The version covers everything that changes answers or metrics: the model and its reference data.
+    digest = hashlib.sha256(blob)
+    digest.update(json.dumps([metadata["feature_names"], metadata["class_names"], metadata["reference"]]).encode())
     metadata = {
         **metadata,
-        "version": hashlib.sha256(blob).hexdigest()[:12],
+        "version": digest.hexdigest()[:12],
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -209,6 +209,37 @@ def table_panel(
     )
 
 
+def matrix_panel(
+    title: str,
+    description: str,
+    unit: str,
+    expr: str,
+    *,
+    row_label: str,
+    column_label: str,
+    width: int = 12,
+    height: int = 8,
+) -> table.Panel:
+    """An instant query with two labels laid out as a matrix: one row per value of `row_label`, one column
+    per value of `column_label`, the query's value in each cell (Grafana's "grouping to matrix")."""
+    target = query(expr, f"{{{{{row_label}}}}} / {{{{{column_label}}}}}").instant().format(PromQueryFormat.TABLE)
+    to_matrix = dashboard.DataTransformerConfig(
+        id_val="groupingToMatrix",
+        options={"rowField": row_label, "columnField": column_label, "valueField": "Value"},
+    )
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(target)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .with_transformation(to_matrix)
+    )
+
+
 def row(title: str) -> dashboard_builders.Row:
     return dashboard_builders.Row(title).collapsed(False)
 

@@ -1,4 +1,4 @@
-"""What the dashboard shows, row by row: traffic, SLO, model, drift, alerts.
+"""What the dashboard shows, row by row: traffic, SLO, model (with live quality from feedback), drift, alerts.
 
 Metric names come from `app.metrics` (exported by the service) or are the names recorded by
 manifests/prometheusrule.yaml (the `a:b:c` names below); tests/dashboard checks that every name used here is
@@ -16,6 +16,7 @@ from app.metrics import (
     HTTP_REQUESTS_TOTAL,
     LATENCY_SLO_SECONDS,
     MODEL_BATCH_ROWS,
+    MODEL_FEEDBACK_TOTAL,
     MODEL_INFERENCE_DURATION_SECONDS,
     MODEL_INFO,
     MODEL_INVALID_REQUESTS_TOTAL,
@@ -28,6 +29,7 @@ from dashboard.panels import (
     bar_gauge_panel,
     dashed_series,
     heatmap_panel,
+    matrix_panel,
     queries,
     selector,
     stat_panel,
@@ -44,6 +46,11 @@ CLASS_SHARE = "namespace_job_class:model_predictions:ratio_rate1h"
 MEAN_CONFIDENCE = "namespace_job:model_prediction_confidence:mean1h"
 ROWS_PER_SECOND_1H = "namespace_job:model_predictions:rate1h"
 FEATURE_PSI = "namespace_job_feature:model_input_psi:1h"
+LIVE_ACCURACY = "namespace_job:model_accuracy:ratio_rate1h"
+TRAINING_ACCURACY = "namespace_job:model_training_accuracy:max"
+RECALL = "namespace_job_actual:model_recall:ratio_rate1h"
+FEEDBACK_PER_SECOND_5M = "namespace_job:model_feedback:rate5m"
+FEEDBACK_PER_SECOND_1H = "namespace_job:model_feedback:rate1h"
 
 # Alert thresholds of the PrometheusRule, drawn on the panels that show the same quantity.
 ERROR_RATIO_ALERT = 0.05
@@ -51,6 +58,8 @@ P95_ALERT_SECONDS = 0.5
 PSI_WARNING, PSI_CRITICAL = 0.1, 0.25
 CONFIDENCE_ALERT = 0.6
 DRIFT_MIN_ROWS = 1000
+ACCURACY_ALERT_DROP = 0.1  # below the training accuracy
+ACCURACY_MIN_FEEDBACK = 200  # items in the hour
 FAST_BURN, MEDIUM_BURN = 14.4, 6
 
 RATE = "[$__rate_interval]"
@@ -221,6 +230,73 @@ def model() -> tuple[str, list[Panel]]:
             hidden_columns=("Time", "Value"),
             width=24,
             height=6,
+        ),
+        *_quality(),
+    ]
+
+
+def _quality() -> list[Panel]:
+    """Model quality from ground truth: what POST /feedback reported for earlier predictions."""
+    gate = (
+        f"The accuracy alert needs at least {ACCURACY_MIN_FEEDBACK} feedback items in the hour: fewer, and a "
+        "few unlucky items swing the ratio."
+    )
+    return [
+        timeseries_panel(
+            "Live accuracy (last hour) vs training accuracy",
+            "Solid: share of the predictions that got feedback in the last hour whose reported class was the "
+            "predicted one. Dashed: the model's accuracy on its held-out test split at training time, and "
+            f"the alert line {ACCURACY_ALERT_DROP:.0%} below it. " + gate,
+            "percentunit",
+            queries(
+                (selector(LIVE_ACCURACY), "live accuracy"),
+                (selector(TRAINING_ACCURACY), "training accuracy"),
+                (f"{selector(TRAINING_ACCURACY)} - {ACCURACY_ALERT_DROP}", "alert line"),
+            ),
+            width=8,
+            maximum=1,
+        )
+        .override_by_regexp(*dashed_series("training accuracy|alert line")),
+        timeseries_panel(
+            "Recall per class (last hour)",
+            "For each actual class (as reported by feedback), the share of its items the model predicted "
+            "right. A class falling alone points at that class: concept drift or its labels.",
+            "percentunit",
+            queries((selector(RECALL), "{{actual_class}}")),
+            width=8,
+            maximum=1,
+        ),
+        timeseries_panel(
+            "Feedback items per second",
+            "Ground-truth items received by POST /feedback, summed over pods, over 5 minutes and over the "
+            f"hour the accuracy is computed on. Dashed: {ACCURACY_MIN_FEEDBACK} items an hour. " + gate,
+            "suffix: items/s",
+            queries(
+                (selector(FEEDBACK_PER_SECOND_5M), "5m"),
+                (selector(FEEDBACK_PER_SECOND_1H), "1h"),
+            ),
+            width=8,
+            steps=[("orange", None), ("green", ACCURACY_MIN_FEEDBACK / 3600)],
+        ),
+        matrix_panel(
+            "Confusion matrix (feedback)",
+            "Feedback items per second over the dashboard's time range: one row per actual class (what "
+            "feedback reported), one column per predicted class. The diagonal is right; a large cell off it "
+            "says which class is mistaken for which.",
+            "suffix: items/s",
+            f"sum by (actual_class, predicted_class) (rate({selector(MODEL_FEEDBACK_TOTAL)}[$__range]))",
+            row_label="actual_class",
+            column_label="predicted_class",
+            width=16,
+        ),
+        stat_panel(
+            "Feedback items in the last hour",
+            gate,
+            "short",
+            queries((f"{selector(FEEDBACK_PER_SECOND_1H)} * 3600", "items")),
+            [("orange", None), ("green", ACCURACY_MIN_FEEDBACK)],
+            width=8,
+            decimals=0,
         ),
     ]
 

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = stack_from_env()
     # Ctrl-C and `kill` both end in `down` for the demo; for `up` the processes are meant to outlive us.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # A shell that starts us in the background leaves SIGINT ignored; Ctrl-C must still stop the demo.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.command == "config":
             stack.state.mkdir(parents=True, exist_ok=True)

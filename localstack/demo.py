@@ -6,9 +6,12 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+import yaml
 
 from localstack.manifests import ROOT
 from localstack.scrape import seconds
@@ -57,6 +60,9 @@ def run_demo(stack: Stack, duration: str, drift: bool) -> int:
         command = locust_command(stack, urls["app"], run_seconds, name, *extra)
         result = subprocess.run(command, cwd=ROOT, check=False)
         print(f"locust exited with {result.returncode}")
+    # The last requests reach Prometheus with the next scrape.
+    jobs = yaml.safe_load((stack.state / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    time.sleep(max(seconds(job["scrape_interval"]) for job in jobs) + 1)
     print("\nWhat Prometheus scraped:")
     print("\n".join(summary(urls["prometheus"])) or "  (nothing yet: wait one scrape interval)")
     print("\nThe stack keeps running: open the URLs above. Ctrl-C stops everything.", flush=True)
