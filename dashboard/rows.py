@@ -255,8 +255,7 @@ def _quality() -> list[Panel]:
             ),
             width=8,
             maximum=1,
-        )
-        .override_by_regexp(*dashed_series("training accuracy|alert line")),
+        ).override_by_regexp(*dashed_series("training accuracy|alert line")),
         timeseries_panel(
             "Recall per class (last hour)",
             "For each actual class (as reported by feedback), the share of its items the model predicted "

@@ -46,6 +46,10 @@ def stack_from_env() -> Stack:
     )
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localstack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stack = stack_from_env()
     # Ctrl-C and `kill` both end in `down` for the demo; for `up` the processes are meant to outlive us.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     # A shell that starts us in the background leaves SIGINT ignored; Ctrl-C must still stop the demo.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
