@@ -132,6 +132,7 @@ class Scraper:
     scrapes: list[dict[SampleKey, tuple[str, float]]] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
+    error_details: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -146,6 +147,7 @@ class Scraper:
                 self.scrapes.append(typed_samples(response.text))
             except requests.RequestException as exc:
                 self.errors[type(exc).__name__] += 1
+                self.error_details.append(str(exc)[:300])
             self._stop.wait(self.interval)
 
     def start(self) -> Scraper:
@@ -237,3 +239,14 @@ def booted_workers(log: Path) -> int:
 def report(name: str, **figures: object) -> None:
     """One line of measured figures; shown with `pytest -s` (docs/reliability.md quotes them)."""
     print(f"\n[figure] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def log_tracebacks(log: Path, limit: int = 3) -> list[str]:
+    """The last lines of each Python traceback in a server log (what a failed scrape or request left there)."""
+    lines = log.read_text(errors="replace").splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith((" ", "Traceback"))), i)
+            found.append("\n".join(lines[max(i, end - 3) : end + 1]))
+    return found[-limit:]

@@ -13,6 +13,7 @@ from tests.reliability.harness import (
     Scraper,
     booted_workers,
     live_workers,
+    log_tracebacks,
     monotonicity_violations,
     report,
     typed_samples,
@@ -58,7 +59,8 @@ def test_a_hundred_recycles_keep_the_directory_bounded_and_the_counts_exact(serv
     # Recycling is graceful: the worker finishes its request, the listener never closes.
     assert set(load.statuses) == {200} and not load.failures, (load.statuses, load.failures)
     assert served == load.ok, "every request counted exactly once across a hundred dead workers"
-    assert not scraper.errors and len(scraper.scrapes) >= 50
+    assert not scraper.errors, (scraper.error_details, log_tracebacks(server.log))
+    assert len(scraper.scrapes) >= 50
     assert monotonicity_violations([*scraper.scrapes, typed_samples(final)]) == []
     assert set(samples(baseline)) <= set(samples(final))
     # Bounded: every file belongs to a live process or is an archive, whatever the number of recycles.

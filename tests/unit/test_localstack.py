@@ -1,0 +1,145 @@
+"""The local stack's translation of manifests into Prometheus/Alertmanager config, and its error messages."""
+
+from __future__ import annotations
+
+import copy
+import socket
+
+import pytest
+
+from localstack.config import Ports, alertmanager_config, app_environment, build, chart_values, port_map
+from localstack.manifests import RenderError, of_kind, one, render
+from localstack.scrape import scrape_configs, seconds, targets
+from localstack.stack import Stack, StackError, find_binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def objects():
+    return render()
+
+
+def test_each_servicemonitor_endpoint_becomes_the_operators_job(objects):
+    monitor = one(objects, "ServiceMonitor")
+    jobs = scrape_configs(objects)
+    meta = monitor["metadata"]
+    assert [j["job_name"] for j in jobs] == [f"serviceMonitor/{meta['namespace']}/{meta['name']}/0"]
+    job = jobs[0]
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert job["metrics_path"] == endpoint["path"]
+    assert job["scrape_interval"] == endpoint["interval"]
+    assert job["scrape_timeout"] == endpoint["scrapeTimeout"]
+    # The port NAME resolves through the Service to the container port, never a number in the ServiceMonitor.
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{named[endpoint['port']]}"]
+    targeted = {r.get("target_label") for r in job["relabel_configs"]}
+    assert {"job", "namespace", "service", "pod", "container", "endpoint"} <= targeted
+
+
+def test_local_ports_remap_declared_ones(objects):
+    ports = Ports(app=18000, metrics=19100)
+    env = app_environment(objects, ports)
+    assert (env["PORT"], env["METRICS_PORT"]) == ("18000", "19100")
+    mapped = port_map(objects, ports)
+    job = scrape_configs(objects, port_map=mapped, interval="1s")[0]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:19100"]
+    assert (job["scrape_interval"], job["scrape_timeout"]) == ("1s", "1s")
+
+
+def test_job_label_and_relabelings_are_honoured(objects):
+    changed = copy.deepcopy(objects)
+    monitor = one(changed, "ServiceMonitor")
+    monitor["spec"]["jobLabel"] = "app.kubernetes.io/name"
+    monitor["spec"]["endpoints"][0]["relabelings"] = [{"targetLabel": "team", "replacement": "ml", "action": "replace"}]
+    monitor["spec"]["endpoints"][0]["metricRelabelings"] = [
+        {"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}
+    ]
+    job = scrape_configs(changed)[0]
+    assert job["relabel_configs"][-1] == {"target_label": "team", "replacement": "ml", "action": "replace"}
+    assert {
+        "source_labels": ["__meta_kubernetes_service_label_app_kubernetes_io_name"],
+        "target_label": "job",
+        "regex": "(.+)",
+        "replacement": "${1}",
+    } in job["relabel_configs"]
+    assert job["metric_relabel_configs"] == [{"source_labels": ["__name__"], "regex": "go_.*", "action": "drop"}]
+
+
+def test_a_servicemonitor_selecting_nothing_says_what_to_fix(objects):
+    broken = copy.deepcopy(objects)
+    one(broken, "ServiceMonitor")["spec"]["selector"] = {"matchLabels": {"app.kubernetes.io/name": "typo"}}
+    with pytest.raises(RenderError, match=r"selects no Service: make spec\.selector match"):
+        targets(broken)
+
+
+def test_a_port_name_the_service_lacks_is_reported(objects):
+    broken = copy.deepcopy(objects)
+    one(broken, "ServiceMonitor")["spec"]["endpoints"][0]["port"] = "metricz"
+    with pytest.raises(RenderError, match="has no port named 'metricz'"):
+        targets(broken)
+
+
+def test_a_manifest_that_does_not_render_is_reported(tmp_path):
+    (tmp_path / "kustomization.yaml").write_text("resources:\n  - missing.yaml\n")
+    with pytest.raises(RenderError, match="kubectl kustomize"):
+        render(tmp_path)
+
+
+def test_alertmanager_keeps_the_routes_and_sends_every_receiver_to_the_local_sink():
+    values = chart_values()
+    declared = values["alertmanager"]["config"]
+    config = alertmanager_config(values, "http://127.0.0.1:1234")
+    assert config["route"] == declared["route"]
+    assert [r["name"] for r in config["receivers"]] == [r["name"] for r in declared["receivers"]]
+    for receiver in config["receivers"]:
+        assert receiver["webhook_configs"] == [
+            {"url": f"http://127.0.0.1:1234/{receiver['name']}", "send_resolved": True}
+        ]
+        assert [k for k in receiver if k.endswith("_configs")] == ["webhook_configs"]
+
+
+def test_prometheus_config_names_the_rule_file_and_alertmanager(objects, tmp_path):
+    built = build(objects, Ports(alertmanager=19093), tmp_path / "rules.yaml")
+    assert built.prometheus["rule_files"] == [str(tmp_path / "rules.yaml")]
+    assert built.prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
+    rules = [r for g in built.rules["groups"] for r in g["rules"]]
+    assert rules == [r for pr in of_kind(objects, "PrometheusRule") for g in pr["spec"]["groups"] for r in g["rules"]]
+
+
+def test_missing_binaries_say_how_to_install_them(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("PROMETHEUS_BIN", raising=False)
+    with pytest.raises(StackError, match="apt-get install prometheus"):
+        find_binary("prometheus")
+    with pytest.raises(StackError, match="apt-get install prometheus-alertmanager"):
+        find_binary("alertmanager")
+
+
+def test_a_port_in_use_is_reported_before_anything_starts(tmp_path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        free = [free_port() for _ in range(4)]
+        stack = Stack(
+            tmp_path, Ports(app=free[0], metrics=free[1], alertmanager=free[2], webhook=free[3], prometheus=busy)
+        )
+        with pytest.raises(StackError, match=f"port {busy} .* is in use"):
+            stack.up(timeout=5)
+    assert stack.running() == {}
+
+
+@pytest.mark.parametrize(("text", "value"), [("15s", 15), ("1m30s", 90), ("2h", 7200), ("500ms", 0.5)])
+def test_durations(text, value):
+    assert seconds(text) == value
+
+
+def test_bad_duration():
+    with pytest.raises(ValueError):
+        seconds("15 s")
