@@ -18,6 +18,10 @@ def _unavailable(state: ModelState):
     return jsonify(error="model_unavailable", detail=state.error), 503
 
 
+def _json_body() -> dict:
+    return decode_json_object(request.get_data(cache=False), request.mimetype)
+
+
 @api.get("/healthz")
 def healthz():
     # Liveness touches nothing: a missing model is a readiness problem, restarting would not fix it.
@@ -47,8 +51,7 @@ def predict():
     model = state.try_load()  # not only readiness: a model that arrived late must reach every worker
     if model is None:
         return _unavailable(state)
-    payload = decode_json_object(request.get_data(cache=False), request.mimetype)
-    rows = parse_instances(payload, model.feature_names)
+    rows = parse_instances(_json_body(), model.feature_names)
     result = model.predict(rows)
     if state.metrics is not None:
         state.metrics.observe_batch(
@@ -71,8 +74,7 @@ def feedback():
     model = state.try_load()  # not only readiness: a model that arrived late must reach every worker
     if model is None:
         return _unavailable(state)
-    payload = decode_json_object(request.get_data(cache=False), request.mimetype)
-    pairs = parse_feedback(payload, model.class_names, model.version)
+    pairs = parse_feedback(_json_body(), model.class_names, model.version)
     if state.metrics is not None:
         state.metrics.observe_feedback(pairs)
     return jsonify(accepted=len(pairs), model_version=model.version)

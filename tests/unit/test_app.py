@@ -12,16 +12,6 @@ from app.validation import MAX_BODY_BYTES, MAX_ROWS
 ROW = [13.2, 2.77, 2.51, 18.5, 96, 1.48, 0.6, 0.42, 1.9, 7.8, 0.78, 1.55, 600]
 
 
-@pytest.fixture(scope="module")
-def app(model_dir):
-    return create_app(model_dir=model_dir, instrumented=True)
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
-
-
 def sample(name, **labels):
     return REGISTRY.get_sample_value(name, labels) or 0.0
 

@@ -5,19 +5,8 @@ import json
 import pytest
 from prometheus_client import REGISTRY
 
-from app.factory import create_app
 from app.metrics import INVALID_REASONS
 from app.validation import MAX_ROWS
-
-
-@pytest.fixture(scope="module")
-def app(model_dir):
-    return create_app(model_dir=model_dir, instrumented=True)
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
 
 
 @pytest.fixture()
