@@ -186,6 +186,25 @@ def test_drifted_traffic_lifts_psi_for_the_shifted_features_only(stack, tmp_path
             assert value < 0.1, (feature, value)
 
 
+def test_wrong_ground_truth_fires_the_accuracy_alert(stack, tmp_path):
+    # Every single prediction gets feedback, and class_1's rows are reported as another class.
+    run_locust(stack, tmp_path / "concept", 20, "--concept-drift-class", "class_1", "--feedback-share", "1")
+
+    def accuracy_alert():
+        firing = query(stack, 'ALERTS{alertname="WineClassifierAccuracyLow", alertstate="firing"}')
+        assert firing, query(stack, "namespace_job:model_accuracy:ratio_rate1h")
+        return firing[0]["metric"]
+
+    labels = eventually(accuracy_alert, timeout=30)
+    assert (labels["namespace"], labels["job"]) == ("ml-serving", "wine-classifier")
+    live = scalar(stack, "namespace_job:model_accuracy:ratio_rate1h")
+    trained = scalar(stack, "namespace_job:model_training_accuracy:max")
+    assert live < trained - 0.1
+    # The mislabelling lands in one cell of the confusion matrix: predicted class_1, reported class_2.
+    cell = 'namespace_job_predicted_actual:model_feedback:rate1h{predicted_class="class_1", actual_class="class_2"}'
+    assert scalar(stack, f"{cell} * 3600") > 100
+
+
 def test_a_stopped_app_pages_through_alertmanager(stack):
     rules = {
         rule["alert"]: rule

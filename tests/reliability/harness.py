@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import itertools
 import json
 import socket
 import threading
@@ -165,7 +166,7 @@ def monotonicity_violations(scrapes: list[dict[SampleKey, tuple[str, float]]]) -
     """Every counter/histogram sample that went down between two consecutive scrapes, and every series
     (of any type) that was exposed by one scrape and missing from the next."""
     problems = []
-    for i, (before, after) in enumerate(zip(scrapes, scrapes[1:], strict=False)):
+    for i, (before, after) in enumerate(itertools.pairwise(scrapes)):
         for key, (kind, value) in before.items():
             if key not in after:
                 problems.append(f"scrape {i + 1}: {key} disappeared")
@@ -250,3 +251,21 @@ def log_tracebacks(log: Path, limit: int = 3) -> list[str]:
             end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith((" ", "Traceback"))), i)
             found.append("\n".join(lines[max(i, end - 3) : end + 1]))
     return found[-limit:]
+
+
+# prometheus/client_python#1199: a scrape that reads a worker's file in the instant between its creation and
+# its sizing fails with this. Reproduced deterministically (xfail) in test_faults.py; tolerated, and counted,
+# in the load tests until app/exposition.py skips empty files.
+EMPTY_FILE_RACE = "struct.error: unpack_from requires a buffer of at least 4 bytes"
+
+
+def unexplained_scrape_failures(scraper: Scraper, log: Path) -> list[str]:
+    """Failed scrapes not explained by the known empty-file race (each must have left its traceback)."""
+    failed = sum(scraper.errors.values())
+    if not failed:
+        return []
+    tracebacks = log_tracebacks(log, limit=10_000)
+    problems = [tb for tb in tracebacks if EMPTY_FILE_RACE not in tb]
+    if len(tracebacks) < failed or set(scraper.errors) != {"HTTPError"}:
+        problems.append(f"{failed} failed scrapes ({dict(scraper.errors)}) for {len(tracebacks)} tracebacks")
+    return problems

@@ -24,10 +24,12 @@ from tests.reliability.harness import (
     Scraper,
     host_port,
     live_workers,
+    log_tracebacks,
     monotonicity_violations,
     read_multiproc_dir,
     report,
     typed_samples,
+    unexplained_scrape_failures,
     wait_until,
 )
 
@@ -74,6 +76,7 @@ def test_a_worker_killed_under_load_is_replaced_and_loses_only_the_request_it_he
         server_200=served,
         lost=dict(load.failures),
         scrapes=len(scraper.scrapes),
+        failed_scrapes=sum(scraper.errors.values()),
     )
 
     assert server.process.poll() is None, "the master must survive its workers"
@@ -87,7 +90,7 @@ def test_a_worker_killed_under_load_is_replaced_and_loses_only_the_request_it_he
     # counted (after_request) but not yet written to its socket when it died.
     assert load.ok <= served <= load.ok + lost, (served, load.ok, lost)
     # Every counter and histogram sample of every scrape, never down; no series ever vanishes.
-    assert not scraper.errors, scraper.errors
+    assert unexplained_scrape_failures(scraper, server.log) == []
     assert len(scraper.scrapes) >= 20
     assert monotonicity_violations([*scraper.scrapes, typed_samples(final)]) == []
     assert set(samples(baseline)) <= set(samples(final))
@@ -241,9 +244,59 @@ def test_a_model_that_arrives_late_is_served_by_every_worker_without_a_restart(s
     )
     # Once the pod reports ready it receives traffic on every worker, not only the one a probe reached.
     statuses = [
-        requests.post(f"{server.app}/predict", data=BODY, headers={"Content-Type": "application/json"}, timeout=5)
-        .status_code
+        requests.post(
+            f"{server.app}/predict", data=BODY, headers={"Content-Type": "application/json"}, timeout=5
+        ).status_code
         for _ in range(40)
     ]
     assert statuses.count(200) == len(statuses), statuses
     assert live_workers(master) == workers
+
+
+# ---- a worker caught creating its metrics files ----------------------------------------------------------------
+
+# prometheus_client's MmapedDict creates a file, then sizes it: for a moment it is empty, and reading an empty
+# file raises struct.error (prometheus/client_python#1199, open). The churn test hits this about once in a few
+# hundred scrapes; here the moment is made to last by creating the empty file the worker is about to create.
+EMPTY_FILE = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="app/exposition.py reads 0-byte multiprocess files (client_python#1199): scrape 500 / master crash",
+)
+
+
+def _fresh_worker(server) -> int:
+    """A live worker that has not written any metrics file yet (it has answered no request)."""
+    master = server.process.pid
+    wait_until(lambda: len(live_workers(master)) == 2, 10, what="two workers")
+    fresh = [pid for pid in live_workers(master) if not list(server.multiproc.glob(f"*_{pid}.db"))]
+    assert fresh, "every worker already wrote files: no request may reach this server before"
+    return fresh[0]
+
+
+@EMPTY_FILE
+def test_a_scrape_while_a_worker_is_creating_its_file_succeeds(server_factory):
+    server = server_factory(workers=2)
+    before = set(samples(server.scrape()))
+    empty = server.multiproc / f"histogram_{_fresh_worker(server)}.db"
+    empty.touch()  # the instant between MmapedDict's open() and truncate()
+    try:
+        response = requests.get(server.metrics, timeout=5)
+    finally:
+        empty.unlink()
+    assert response.status_code == 200, log_tracebacks(server.log)
+    assert set(samples(response.text)) == before
+
+
+@EMPTY_FILE
+def test_a_worker_killed_while_creating_its_file_does_not_take_the_master_down(server_factory):
+    server = server_factory(workers=2)
+    master = server.process.pid
+    victim = _fresh_worker(server)
+    (server.multiproc / f"counter_{victim}.db").touch()
+    os.kill(victim, signal.SIGKILL)  # e.g. the OOM killer, during the worker's first request
+    time.sleep(1.5)
+    assert server.process.poll() is None, f"the master exited: {log_tracebacks(server.log)}"
+    wait_until(lambda: len(live_workers(master)) == 2, 10, what="a replacement worker")
+    assert requests.get(server.metrics, timeout=5).status_code == 200
+    assert requests.post(f"{server.app}/predict", data=BODY, headers={"Content-Type": "application/json"}).ok

@@ -159,7 +159,9 @@ def flood(rng: random.Random, model_dir: Path) -> Iterator[bytes]:
     while True:
         kind = rng.random()
         if kind < 0.3:
-            path = rng.choice(rules) + rng.choice(["", "/", "//", "/..", "/%2e%2e", "/" + str(rng.random()), ";x", "%00"])
+            path = rng.choice(rules) + rng.choice(
+                ["", "/", "//", "/..", "/%2e%2e", "/" + str(rng.random()), ";x", "%00"]
+            )
         elif kind < 0.4:
             path = "/" * rng.randint(1, 3) + rng.choice(rules).lstrip("/")
         elif kind < 0.5:
@@ -180,9 +182,13 @@ def flood(rng: random.Random, model_dir: Path) -> Iterator[bytes]:
             for _ in range(rng.randint(0, 6))
         }
         if rng.random() < 0.3:
-            headers["Host"] = rng.choice(["a..b", "", "x" * 300, "[::1", "evil.example:99999", "☃.com".encode().decode("latin-1")])
+            headers["Host"] = rng.choice(
+                ["a..b", "", "x" * 300, "[::1", "evil.example:99999", "☃.com".encode().decode("latin-1")]
+            )
         if rng.random() < 0.3:
-            headers["Content-Type"] = rng.choice(["application/json", "text/plain", "application/json; charset=x", "*/*"])
+            headers["Content-Type"] = rng.choice(
+                ["application/json", "text/plain", "application/json; charset=x", "*/*"]
+            )
         for name in ("X-Forwarded-For", "X-Forwarded-Host", "X-HTTP-Method-Override", "Accept", "Cookie"):
             if rng.random() < 0.1:
                 headers[name] = "".join(rng.choices(alphabet, k=rng.randint(1, 30)))
