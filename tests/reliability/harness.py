@@ -162,16 +162,30 @@ class Scraper:
             self._thread.join(10)
 
 
-def monotonicity_violations(scrapes: list[dict[SampleKey, tuple[str, float]]]) -> list[str]:
+# A histogram `_sum` may drop by float rounding when a dead worker is folded (the additions are regrouped):
+# a real defect (Prometheus reads it as a reset) held by the strict xfail in test_fold_rounding.py. The load
+# tests set such drops aside, counted, so that they fail only on a decrease that is not this one.
+ROUNDING = 1e-12
+
+
+def monotonicity_violations(
+    scrapes: list[dict[SampleKey, tuple[str, float]]], rounding: list[str] | None = None
+) -> list[str]:
     """Every counter/histogram sample that went down between two consecutive scrapes, and every series
-    (of any type) that was exposed by one scrape and missing from the next."""
+    (of any type) that was exposed by one scrape and missing from the next. `_sum` drops within float rounding
+    go to `rounding` instead, when given."""
     problems = []
     for i, (before, after) in enumerate(itertools.pairwise(scrapes)):
         for key, (kind, value) in before.items():
             if key not in after:
                 problems.append(f"scrape {i + 1}: {key} disappeared")
             elif kind in MONOTONIC_TYPES and after[key][1] < value:
-                problems.append(f"scrape {i + 1}: {key} went from {value} to {after[key][1]}")
+                drop = f"scrape {i + 1}: {key} went from {value!r} to {after[key][1]!r}"
+                tiny = value - after[key][1] <= ROUNDING * abs(value)
+                if rounding is not None and key[0].endswith("_sum") and tiny:
+                    rounding.append(drop)
+                else:
+                    problems.append(drop)
     return problems
 
 

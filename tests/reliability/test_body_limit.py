@@ -14,7 +14,7 @@ import requests
 
 from app.validation import MAX_BODY_BYTES
 from tests.metrics_text import total
-from tests.reliability.harness import BODY, host_port
+from tests.reliability.harness import BODY, host_port, report
 
 HEAD = "POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
 
@@ -42,6 +42,7 @@ def test_a_declared_length_over_the_limit_is_refused_without_reading_a_byte(serv
             # Headers only. The connection stays open for writing: a server that waited for the body would hang.
             sock.sendall(f"{HEAD}Content-Length: {declared}\r\n\r\n".encode())
             status, answer, first_byte = _answer(sock, timeout=5)
+        report("declared_too_large", content_length=declared, status=status, first_byte_ms=round(first_byte * 1000, 1))
         assert (status, answer["error"]) == (413, "body_too_large"), declared
         assert first_byte < 1.0, f"the refusal took {first_byte:.2f}s: the server waited for the body"
     assert _too_large(server) == before + 2

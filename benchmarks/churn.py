@@ -1,0 +1,187 @@
+"""Worker churn, measured: the multiprocess directory and the /metrics scrape time after 0, 100 and 1000
+worker recycles, and whether every count is still exact.
+
+    python -m benchmarks.churn [--checkpoints 0 100 1000] [--max-requests 5] [--workers 2] [--no-fold]
+                               [--scrape-interval 0.1]
+
+Starts THE gunicorn command with MAX_REQUESTS small, drives POST /predict from closed-loop clients until the
+workers have been recycled the given number of times, then (load paused) counts the files and times
+`--scrapes` sequential scrapes of the master's /metrics; scrapes that fail while the load runs (every
+`--scrape-interval` s) are counted. `--no-fold` runs the same with prometheus_client's
+stock `mark_process_dead` as child_exit (dead workers' files left in place) for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from tests.e2e.conftest import ROOT, free_port, wait_for
+from tests.metrics_text import total
+from tests.reliability.harness import BODY, Load, Scraper, booted_workers, host_port, live_workers, post_once
+
+STOCK_CHILD_EXIT = """
+exec(open({conf!r}).read())
+
+
+def child_exit(server, worker):
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(worker.pid)
+"""
+
+
+def launch(state: Path, model: Path, workers: int, max_requests: int, fold: bool) -> tuple[subprocess.Popen, dict]:
+    config = ROOT / "app" / "gunicorn.conf.py"
+    if not fold:
+        config = state / "stock.conf.py"
+        config.write_text(STOCK_CHILD_EXIT.format(conf=str(ROOT / "app" / "gunicorn.conf.py")))
+    app_port, metrics_port = free_port(), free_port()
+    urls = {
+        "app": f"http://127.0.0.1:{app_port}",
+        "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+        "multiproc": state / "multiproc",
+        "log": state / "gunicorn.log",
+    }
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "-c", str(config), "app.wsgi:app"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(app_port),
+            "METRICS_HOST": "127.0.0.1",
+            "METRICS_PORT": str(metrics_port),
+            "MODEL_DIR": str(model),
+            "PROMETHEUS_MULTIPROC_DIR": str(urls["multiproc"]),
+            "WEB_CONCURRENCY": str(workers),
+            "MAX_REQUESTS": str(max_requests),
+            "MAX_REQUESTS_JITTER": "0",
+        },
+        stdout=urls["log"].open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for(f"{urls['app']}/readyz", process=process)
+    wait_for(urls["metrics"], process=process)
+    return process, urls
+
+
+def predict_200s(text: str) -> float:
+    return total(text, "http_requests_total", method="POST", route="/predict", status="200")
+
+
+def measure(urls: dict, scrapes: int) -> dict[str, float]:
+    session = requests.Session()
+    durations = []
+    for _ in range(scrapes):
+        started = time.perf_counter()
+        response = session.get(urls["metrics"], timeout=30)
+        durations.append(time.perf_counter() - started)
+        response.raise_for_status()
+    files = list(Path(urls["multiproc"]).glob("*.db"))
+    return {
+        "files": len(files),
+        "kib": sum(f.stat().st_size for f in files) / 1024,
+        "median_ms": statistics.median(durations) * 1000,
+        "max_ms": max(durations) * 1000,
+        "text": response.text,
+    }
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    from app.train import train, write_artefact
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="churn-") as tmp:
+        state = Path(tmp)
+        model = state / "model"
+        model.mkdir()
+        write_artefact(*train(), model)
+        process, urls = launch(state, model, args.workers, args.max_requests, fold=not args.no_fold)
+        try:
+            master = process.pid
+            booted = booted_workers(urls["log"])
+            baseline = predict_200s(requests.get(urls["metrics"], timeout=10).text)
+            # Fewer requests than one worker's quota: every live worker may have files, none has been recycled.
+            address = host_port(urls["app"])
+            warm = sum(post_once(address, BODY) == 200 for _ in range(args.max_requests - 1))
+            sent = warm
+            for checkpoint in sorted(args.checkpoints):
+                scraper = Scraper(urls["metrics"], interval=args.scrape_interval)
+                if booted_workers(urls["log"]) - booted < checkpoint:
+                    scraper.start()
+                    load = Load(urls["app"], threads=args.threads).start()
+                    deadline = time.monotonic() + args.timeout
+                    while booted_workers(urls["log"]) - booted < checkpoint and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    load.stop()
+                    scraper.stop()
+                    sent += load.ok
+                    if load.failures or set(load.statuses) - {200}:
+                        print(f"  clients saw {dict(load.statuses)} {dict(load.failures)}", file=sys.stderr)
+                deadline = time.monotonic() + 15
+                while len(live_workers(master)) < args.workers and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(0.5)  # the last dead worker reaped (and folded)
+                figures = measure(urls, args.scrapes)
+                served = predict_200s(figures.pop("text")) - baseline
+                row = {
+                    "recycles": booted_workers(urls["log"]) - booted,
+                    "requests": sent,
+                    "exact": served == sent,
+                    "failed_scrapes": sum(scraper.errors.values()),
+                    **figures,
+                }
+                rows.append(row)
+                print(
+                    f"  after {row['recycles']:>5} recycles: {row['files']:>5} files ({row['kib']:,.0f} KiB), "
+                    f"scrape median {row['median_ms']:.1f} ms, max {row['max_ms']:.1f} ms, "
+                    f"counts exact: {row['exact']} ({served:.0f}/{sent}), failed scrapes under load: "
+                    f"{row['failed_scrapes']}",
+                    flush=True,
+                )
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(40)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[0, 100, 1000])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-requests", type=int, default=5, help="MAX_REQUESTS: requests per worker life")
+    parser.add_argument("--threads", type=int, default=4, help="closed-loop client threads")
+    parser.add_argument("--scrapes", type=int, default=30, help="sequential scrapes timed at each checkpoint")
+    parser.add_argument("--scrape-interval", type=float, default=0.1, help="seconds between scrapes under load")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed to reach one checkpoint")
+    parser.add_argument("--no-fold", action="store_true", help="stock mark_process_dead instead of the fold")
+    args = parser.parse_args()
+    mode = "stock mark_process_dead" if args.no_fold else "fold_dead_worker (app/exposition.py)"
+    print(
+        f"churn: {args.workers} workers, MAX_REQUESTS={args.max_requests}, {args.threads} client threads, "
+        f"child_exit: {mode}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    rows = run(args)
+    print("\n| recycles | files | dir KiB | scrape median ms | scrape max ms | counts exact |")
+    print("|---:|---:|---:|---:|---:|:---:|")
+    for r in rows:
+        exact = "yes" if r["exact"] else "NO"
+        print(
+            f"| {r['recycles']} | {r['files']} | {r['kib']:,.0f} | {r['median_ms']:.1f} | {r['max_ms']:.1f} | {exact} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
