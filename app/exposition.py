@@ -6,6 +6,7 @@ app port does not expose metrics to clients.
 
 from __future__ import annotations
 
+import glob
 import os
 import threading
 from pathlib import Path
@@ -25,6 +26,9 @@ _files_lock = threading.Lock()
 
 
 def _fold(dead: Path, archive: Path, combine) -> None:
+    if dead.stat().st_size == 0:  # created, never sized: the worker died inside MmapedDict.__init__
+        dead.unlink()
+        return
     into = MmapedDict(str(archive))
     try:
         for key, value, timestamp, _pos in MmapedDict.read_all_values_from_file(str(dead)):
@@ -59,13 +63,43 @@ def fold_dead_worker(pid: int, directory: str | None = None) -> None:
             leftover.unlink()
 
 
+class _SizedFilesCollector(MultiProcessCollector):
+    """Skips 0-byte files (client_python#1199): nothing recorded yet, and a file never shrinks back to 0."""
+
+    def collect(self):
+        files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if os.path.getsize(f)]
+        return self.merge(files, accumulate=True)
+
+
+# Highest value exposed so far per counter/histogram sample: regrouping float sums in a fold can move a `_sum`
+# down by an ulp, which Prometheus would read as a reset. Exposing the high-water mark hides only that.
+_exposed: dict[tuple, float] = {}
+
+
+class _MonotonicCollector:
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def collect(self):
+        for metric in self._inner.collect():
+            if metric.type in ("counter", "histogram"):
+                samples = []
+                for sample in metric.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    value = max(sample.value, _exposed.get(key, sample.value))
+                    _exposed[key] = value
+                    samples.append(sample._replace(value=value))
+                metric.samples = samples
+            yield metric
+
+
 def metrics_app(environ, start_response):
     if environ.get("PATH_INFO") != METRICS_PATH:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"metrics are served at /metrics\n"]
     # A fresh registry per scrape: the collector reads the files as they are now, including new workers'.
     registry = CollectorRegistry(auto_describe=False)
-    MultiProcessCollector(registry)
+    registry.register(_MonotonicCollector(_SizedFilesCollector(None)))
     with _files_lock:
         return make_wsgi_app(registry)(environ, start_response)
 

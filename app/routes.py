@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from app.model_state import ModelState
-from app.validation import InvalidInput, decode_json_object, parse_feedback, parse_instances
+from app.validation import MAX_BODY_BYTES, InvalidInput, decode_json_object, parse_feedback, parse_instances
 
 api = Blueprint("api", __name__)
 
@@ -19,7 +19,11 @@ def _unavailable(state: ModelState):
 
 
 def _json_body() -> dict:
-    return decode_json_object(request.get_data(cache=False), request.mimetype)
+    body = request.get_data(cache=False)
+    # werkzeug stops a streamed (chunked) body AT MAX_CONTENT_LENGTH and returns what it read: look one byte on.
+    if len(body) >= MAX_BODY_BYTES and request.content_length is None and request.environ["wsgi.input"].read(1):
+        raise InvalidInput("body_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes", 413)
+    return decode_json_object(body, request.mimetype)
 
 
 @api.get("/healthz")

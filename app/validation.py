@@ -16,6 +16,8 @@ import numpy as np
 MAX_ROWS = 256
 # 256 rows of 13 features written as objects with long keys stay well under this.
 MAX_BODY_BYTES = 1024 * 1024
+# Finite, but near the float maximum a value overflows once the model scales it (x / std): refuse it here.
+MAX_MAGNITUDE = 1e300
 
 
 class InvalidInput(Exception):
@@ -58,12 +60,13 @@ def _number(value: Any, where: str) -> float:
     if type(value) is float:
         if not math.isfinite(value):
             raise InvalidInput("non_finite", f"{where} is not a finite number")
+        if abs(value) > MAX_MAGNITUDE:
+            raise InvalidInput("non_finite", f"{where} is too large")
         return value
     if type(value) is int:
-        number = float(value) if abs(value) < 1e308 else math.inf
-        if not math.isfinite(number):
+        if abs(value) > MAX_MAGNITUDE:
             raise InvalidInput("non_finite", f"{where} is too large")
-        return number
+        return float(value)
     raise InvalidInput("non_numeric", f"{where} must be a number")
 
 

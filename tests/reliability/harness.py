@@ -162,30 +162,18 @@ class Scraper:
             self._thread.join(10)
 
 
-# A histogram `_sum` may drop by float rounding when a dead worker is folded (the additions are regrouped):
-# a real defect (Prometheus reads it as a reset) held by the strict xfail in test_fold_rounding.py. The load
-# tests set such drops aside, counted, so that they fail only on a decrease that is not this one.
-ROUNDING = 1e-12
-
-
 def monotonicity_violations(
-    scrapes: list[dict[SampleKey, tuple[str, float]]], rounding: list[str] | None = None
+    scrapes: list[dict[SampleKey, tuple[str, float]]],
 ) -> list[str]:
     """Every counter/histogram sample that went down between two consecutive scrapes, and every series
-    (of any type) that was exposed by one scrape and missing from the next. `_sum` drops within float rounding
-    go to `rounding` instead, when given."""
+    (of any type) that was exposed by one scrape and missing from the next."""
     problems = []
     for i, (before, after) in enumerate(itertools.pairwise(scrapes)):
         for key, (kind, value) in before.items():
             if key not in after:
                 problems.append(f"scrape {i + 1}: {key} disappeared")
             elif kind in MONOTONIC_TYPES and after[key][1] < value:
-                drop = f"scrape {i + 1}: {key} went from {value!r} to {after[key][1]!r}"
-                tiny = value - after[key][1] <= ROUNDING * abs(value)
-                if rounding is not None and key[0].endswith("_sum") and tiny:
-                    rounding.append(drop)
-                else:
-                    problems.append(drop)
+                problems.append(f"scrape {i + 1}: {key} went from {value!r} to {after[key][1]!r}")
     return problems
 
 
@@ -267,19 +255,10 @@ def log_tracebacks(log: Path, limit: int = 3) -> list[str]:
     return found[-limit:]
 
 
-# prometheus/client_python#1199: a scrape that reads a worker's file in the instant between its creation and
-# its sizing fails with this. Reproduced deterministically (xfail) in test_faults.py; tolerated, and counted,
-# in the load tests until app/exposition.py skips empty files.
-EMPTY_FILE_RACE = "struct.error: unpack_from requires a buffer of at least 4 bytes"
-
-
-def unexplained_scrape_failures(scraper: Scraper, log: Path) -> list[str]:
-    """Failed scrapes not explained by the known empty-file race (each must have left its traceback)."""
+def scrape_failures(scraper: Scraper, log: Path) -> list[str]:
+    """Every failed scrape, with the tracebacks the server logged. app/exposition.py skips the 0-byte files of
+    prometheus/client_python#1199 (a worker between creating and sizing a file), so there must be none."""
     failed = sum(scraper.errors.values())
     if not failed:
         return []
-    tracebacks = log_tracebacks(log, limit=10_000)
-    problems = [tb for tb in tracebacks if EMPTY_FILE_RACE not in tb]
-    if len(tracebacks) < failed or set(scraper.errors) != {"HTTPError"}:
-        problems.append(f"{failed} failed scrapes ({dict(scraper.errors)}) for {len(tracebacks)} tracebacks")
-    return problems
+    return [f"{failed} failed scrapes ({dict(scraper.errors)})", *log_tracebacks(log, limit=10)]

@@ -9,7 +9,6 @@ import json
 import socket
 import time
 
-import pytest
 import requests
 
 from app.validation import MAX_BODY_BYTES
@@ -49,14 +48,8 @@ def test_a_declared_length_over_the_limit_is_refused_without_reading_a_byte(serv
 
 
 # werkzeug 3.1's LimitedStream.readall (what request.get_data() calls on a streamed body) stops AT
-# MAX_CONTENT_LENGTH and returns the first MAX_BODY_BYTES bytes instead of raising 413: a chunked body over the
-# limit is truncated and parsed. Proposed fix: app/routes.py reads the body through a helper that refuses a
-# body still not exhausted at the limit (see docs/reliability.md). strict: an XPASS means it was fixed.
-CHUNKED_TRUNCATION = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="werkzeug truncates a chunked body at MAX_CONTENT_LENGTH instead of refusing it (413)",
-)
+# MAX_CONTENT_LENGTH and returns the first MAX_BODY_BYTES bytes instead of raising 413: app/routes.py looks one
+# byte further and refuses the body. These tests keep that true.
 
 
 def _send_chunked(sock: socket.socket, body: bytes, terminate: bool) -> None:
@@ -68,7 +61,6 @@ def _send_chunked(sock: socket.socket, body: bytes, terminate: bool) -> None:
         sock.sendall(b"0\r\n\r\n")
 
 
-@CHUNKED_TRUNCATION
 def test_a_chunked_body_over_the_limit_is_refused_without_waiting_for_its_end(server):
     before = _too_large(server)
     with socket.create_connection(host_port(server.app)) as sock:
@@ -79,7 +71,6 @@ def test_a_chunked_body_over_the_limit_is_refused_without_waiting_for_its_end(se
     assert _too_large(server) == before + 1
 
 
-@CHUNKED_TRUNCATION
 def test_a_chunked_body_over_the_limit_is_not_accepted_from_its_first_megabyte(server):
     # A valid request padded with whitespace to three times the limit: the first MAX_BODY_BYTES parse fine.
     with socket.create_connection(host_port(server.app)) as sock:
