@@ -62,7 +62,14 @@ METRICS_PORT = int(os.environ.get("METRICS_PORT", "9100"))
 
 
 def when_ready(server):
+    import gc
+
     from app.exposition import start_metrics_server
+
+    # Objects made by the preload (model, Flask, numpy) move to a permanent generation before the first fork:
+    # workers then neither copy their pages on write when the collector scans them nor walk them again at
+    # exit, which made each recycled worker spend ~0.3 s of CPU dying.
+    gc.freeze()
 
     server.metrics_server = start_metrics_server(METRICS_HOST, METRICS_PORT)
     server.log.info(
