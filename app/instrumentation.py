@@ -1,52 +1,55 @@
-"""Request metrics as Flask hooks: count, latency and in-flight for every request a worker answers."""
+"""Request metrics at the WSGI boundary: count, latency and in-flight for every request a worker answers.
+
+One wrapper around Flask's WSGI app rather than before/after/teardown hooks: it sees every request,
+error responses included, and costs one call instead of three hooks and the context-local lookups they
+need. The route label is read from the URL rule Flask matched, while the request context is still open
+(Flask calls `start_response` before it pops the context).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, request
 
 from app import metrics
 
 
-def _route() -> str:
-    # The URL rule template, never the raw path: random URLs all land on one series.
-    rule = request.url_rule
-    return rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
+class _RequestMetrics:
+    def __init__(self, wsgi_app: Callable) -> None:
+        self.wsgi_app = wsgi_app
+        # Children resolved once per (method, route[, status]): labels() costs more than the inc itself. The
+        # keys are bounded by the code (methods, URL rules, status codes), so the caches are too.
+        self._durations: dict[tuple[str, str], Any] = {}
+        self._counts: dict[tuple[str, str, str], Any] = {}
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        method = metrics.method_label(environ.get("REQUEST_METHOD", ""))
+
+        def recording_start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
+            rule = request.url_rule
+            # The URL rule template, never the raw path: random URLs all land on one series.
+            route = rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
+            code = status[:3]
+            duration = self._durations.get((method, route))
+            if duration is None:
+                duration = self._durations[(method, route)] = metrics.http_request_duration.labels(method, route)
+            count = self._counts.get((method, route, code))
+            if count is None:
+                count = self._counts[(method, route, code)] = metrics.http_requests.labels(method, route, code)
+            duration.observe(time.perf_counter() - started)
+            count.inc()
+            return start_response(status, headers, exc_info)
+
+        metrics.http_in_flight.inc()
+        try:
+            return self.wsgi_app(environ, recording_start_response)
+        finally:
+            metrics.http_in_flight.dec()
 
 
 def instrument(app: Flask) -> None:
-    # Children resolved once per (method, route[, status]): labels() costs more than the inc itself. Both
-    # key sets are bounded by the code (methods, URL rules, status codes), so the caches are too.
-    durations: dict[tuple[str, str], Any] = {}
-    counts: dict[tuple[str, str, int], Any] = {}
-
-    @app.before_request
-    def _start() -> None:
-        g.metrics_started = time.perf_counter()
-        metrics.http_in_flight.inc()
-
-    @app.after_request
-    def _record(response: Response) -> Response:
-        started = g.pop("metrics_started", None)
-        if started is not None:
-            method = metrics.method_label(request.method)
-            route = _route()
-            status = response.status_code
-            duration = durations.get((method, route))
-            if duration is None:
-                duration = durations[(method, route)] = metrics.http_request_duration.labels(method, route)
-            count = counts.get((method, route, status))
-            if count is None:
-                count = counts[(method, route, status)] = metrics.http_requests.labels(method, route, str(status))
-            duration.observe(time.perf_counter() - started)
-            count.inc()
-            metrics.http_in_flight.dec()
-        return response
-
-    @app.teardown_request
-    def _finish(_exc: BaseException | None) -> None:
-        # Reached without after_request only if the response itself failed: keep in-flight honest.
-        if g.pop("metrics_started", None) is not None:
-            metrics.http_in_flight.dec()
+    app.wsgi_app = _RequestMetrics(app.wsgi_app)  # type: ignore[method-assign]

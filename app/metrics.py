@@ -10,6 +10,10 @@ or every worker silently keeps its own numbers.
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
+import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -22,9 +26,6 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, LATENCY_SLO_SECONDS, 0.5, 1.0,
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 CONFIDENCE_BUCKETS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-
-# Up to this many rows, counting value by value is cheaper than a bincount per feature.
-SMALL_BATCH = 4
 
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -151,7 +152,14 @@ def method_label(method: str) -> str:
 
 
 class ModelMetrics:
-    """The per-model children, resolved once so that the request path only calls ``inc``/``observe``."""
+    """The per-model children, resolved once so that the request path only calls ``inc``/``observe``.
+
+    Input values are the exception: a one-row request would cost one shared-memory write per feature (13 of
+    the ~25 writes a prediction makes). They are summed in the worker instead and written to the shared
+    counters by a background thread every ``flush_seconds`` and when the worker exits, so drift counts reach
+    /metrics up to that much later; a worker killed with SIGKILL loses at most that much of them. Request and
+    prediction counts are written at once and stay exact.
+    """
 
     def __init__(
         self,
@@ -162,6 +170,7 @@ class ModelMetrics:
         bin_ratios: Sequence[Sequence[float]],
         class_ratios: Sequence[float],
         accuracy: float,
+        flush_seconds: float = 1.0,
     ) -> None:
         self.version = version
         # The whole confusion matrix at 0: accuracy queries have every cell from the first scrape on.
@@ -172,10 +181,18 @@ class ModelMetrics:
         }
         training_accuracy.labels(version).set(accuracy)
         self._class_children = [predictions.labels(version, c) for c in class_names]
-        self._bin_children = [
-            [input_feature_bin.labels(f, str(b)) for b in range(len(ratios))]
-            for f, ratios in zip(feature_names, bin_ratios, strict=True)
-        ]
+        # Flat index feature * width + bin, so one bincount sums a whole batch.
+        self._width = max(len(r) for r in bin_ratios)
+        self._bin_children = {
+            f * self._width + b: input_feature_bin.labels(feature, str(b))
+            for f, (feature, ratios) in enumerate(zip(feature_names, bin_ratios, strict=True))
+            for b in range(len(ratios))
+        }
+        self._offsets = np.arange(len(feature_names)) * self._width
+        self._pending = np.zeros(len(feature_names) * self._width, dtype=np.int64)
+        self._pending_lock = threading.Lock()
+        self._flush_seconds = flush_seconds
+        self._flusher_pid: int | None = None
         model_info.labels(name, version).set(1)
         for feature, ratios in zip(feature_names, bin_ratios, strict=True):
             for b, ratio in enumerate(ratios):
@@ -195,22 +212,36 @@ class ModelMetrics:
         batch_rows.observe(len(predicted))
         for p in top_probability:
             confidence.observe(p)
-        if len(predicted) <= SMALL_BATCH:
-            for cls in predicted.tolist():
-                self._class_children[cls].inc()
-            for row in bin_indices.tolist():
-                for children, b in zip(self._bin_children, row, strict=True):
-                    children[b].inc()
-            return
-        # Large batches: one inc per (feature, bin) present rather than per value, so 256 rows cost at
-        # most features x bins increments, not 256 x features.
-        for cls, count in enumerate(np.bincount(predicted, minlength=len(self._class_children)).tolist()):
-            if count:
-                self._class_children[cls].inc(count)
-        for children, column in zip(self._bin_children, bin_indices.T, strict=True):
-            for b, count in enumerate(np.bincount(column, minlength=len(children)).tolist()):
+        if len(predicted) == 1:
+            self._class_children[int(predicted[0])].inc()
+        else:
+            for cls, count in enumerate(np.bincount(predicted, minlength=len(self._class_children)).tolist()):
                 if count:
-                    children[b].inc(count)
+                    self._class_children[cls].inc(count)
+        counts = np.bincount((bin_indices + self._offsets).ravel(), minlength=len(self._pending))
+        with self._pending_lock:
+            self._pending += counts
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+
+    def flush(self) -> None:
+        """Write the input values summed so far to the shared counters."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, np.zeros_like(self._pending)
+        for index in np.flatnonzero(pending).tolist():
+            self._bin_children[index].inc(int(pending[index]))
+
+    def _start_flusher(self) -> None:
+        # Started lazily in the process that records (a forked worker), never in the preloading master.
+        self._flusher_pid = os.getpid()
+
+        def loop() -> None:
+            while True:
+                time.sleep(self._flush_seconds)
+                self.flush()
+
+        threading.Thread(target=loop, name="input-bin-flusher", daemon=True).start()
+        atexit.register(self.flush)
 
     def observe_feedback(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Count (predicted, actual) pairs; both are class names already checked against the model."""

@@ -54,9 +54,22 @@ def measure(pool, address: str, path: str, seconds: float, clients: int) -> list
     return [latency for result in results for latency in result]
 
 
-def describe(latencies: list[float], seconds: float) -> dict[str, float]:
+def server_cpu_seconds(master: int) -> float:
+    """User + system CPU of a gunicorn master and its live workers, from /proc."""
+    pids = [master] + [int(p) for t in Path(f"/proc/{master}/task").glob("*/children") for p in t.read_text().split()]
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def describe(latencies: list[float], seconds: float, cpu_seconds: float) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
+        # Server CPU per request is the steadier figure: the clients share the 2 CPUs and add their noise to
+        # throughput, not to the server's own CPU time.
+        "cpu_us": 1e6 * cpu_seconds / len(ordered),
         "rps": len(ordered) / seconds,
         "p50_ms": 1000 * ordered[len(ordered) // 2],
         "p99_ms": 1000 * ordered[int(len(ordered) * 0.99)],
@@ -84,24 +97,30 @@ def main() -> None:
     try:
         with multiprocessing.Pool(args.clients) as pool:
             runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-            for _ in range(args.rounds):
-                for name, path in [("instrumented", "/predict"), ("bare", "/predict"), ("instrumented", "/healthz")]:
-                    address = servers[name].app.removeprefix("http://")
-                    latencies = measure(pool, address, path, args.seconds, args.clients)
-                    runs.setdefault((name, path), []).append(describe(latencies, args.seconds))
+            order = [("instrumented", "/predict"), ("bare", "/predict"), ("instrumented", "/healthz")]
+            for round_ in range(args.rounds):
+                # Alternate the order so that neither configuration always runs on a warmer (or busier) machine.
+                for name, path in order if round_ % 2 == 0 else order[::-1]:
+                    server = servers[name]
+                    cpu_before = server_cpu_seconds(server.process.pid)
+                    latencies = measure(pool, server.app.removeprefix("http://"), path, args.seconds, args.clients)
+                    cpu = server_cpu_seconds(server.process.pid) - cpu_before
+                    runs.setdefault((name, path), []).append(describe(latencies, args.seconds, cpu))
         median = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
         print(
             f"\n{args.rounds} rounds of {args.seconds:.0f}s, {args.clients} clients, {args.workers} workers (medians)"
         )
-        print(f"{'server':<14}{'endpoint':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+        print(f"{'server':<14}{'endpoint':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'server CPU us/req':>19}")
         for (name, path), m in median.items():
-            print(f"{name:<14}{path:<10}{m['rps']:>9.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}")
+            print(f"{name:<14}{path:<10}{m['rps']:>9.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_us']:>19.0f}")
         on, off = median[("instrumented", "/predict")], median[("bare", "/predict")]
         bare_endpoint = median[("instrumented", "/healthz")]
         ratio = on["rps"] / off["rps"]
         print(f"\ninstrumentation cost: throughput ratio on/off = {ratio:.3f} ({100 * (1 - ratio):+.1f} % lost; "
               f"target <= 5 %), p50 ratio {on['p50_ms'] / off['p50_ms']:.3f}, "
               f"p99 ratio {on['p99_ms'] / off['p99_ms']:.3f}")  # fmt: skip
+        print(f"instrumentation cost in server CPU per request: ratio on/off = {on['cpu_us'] / off['cpu_us']:.3f} "
+              f"({on['cpu_us'] - off['cpu_us']:+.0f} us)")  # fmt: skip
         print(f"/predict vs /healthz on the same server: throughput ratio {on['rps'] / bare_endpoint['rps']:.3f}")
     finally:
         for server in servers.values():
