@@ -17,7 +17,6 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import requests
 
-from tests.e2e.conftest import ROOT, free_port, wait_for
+from tests.e2e.conftest import ROOT, Server, start_server
 from tests.metrics_text import total
 from tests.reliability.harness import BODY, Load, Scraper, booted_workers, host_port, live_workers, post_once
 
@@ -40,55 +39,27 @@ def child_exit(server, worker):
 """
 
 
-def launch(state: Path, model: Path, workers: int, max_requests: int, fold: bool) -> tuple[subprocess.Popen, dict]:
-    config = ROOT / "app" / "gunicorn.conf.py"
+def launch(state: Path, model: Path, workers: int, max_requests: int, fold: bool) -> Server:
+    config = None
     if not fold:
         config = state / "stock.conf.py"
         config.write_text(STOCK_CHILD_EXIT.format(conf=str(ROOT / "app" / "gunicorn.conf.py")))
-    app_port, metrics_port = free_port(), free_port()
-    urls = {
-        "app": f"http://127.0.0.1:{app_port}",
-        "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
-        "multiproc": state / "multiproc",
-        "log": state / "gunicorn.log",
-    }
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "-c", str(config), "app.wsgi:app"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(app_port),
-            "METRICS_HOST": "127.0.0.1",
-            "METRICS_PORT": str(metrics_port),
-            "MODEL_DIR": str(model),
-            "PROMETHEUS_MULTIPROC_DIR": str(urls["multiproc"]),
-            "WEB_CONCURRENCY": str(workers),
-            "MAX_REQUESTS": str(max_requests),
-            "MAX_REQUESTS_JITTER": "0",
-        },
-        stdout=urls["log"].open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for(f"{urls['app']}/readyz", process=process)
-    wait_for(urls["metrics"], process=process)
-    return process, urls
+    return start_server(state, model, workers, config=config, MAX_REQUESTS=str(max_requests), MAX_REQUESTS_JITTER="0")
 
 
 def predict_200s(text: str) -> float:
     return total(text, "http_requests_total", method="POST", route="/predict", status="200")
 
 
-def measure(urls: dict, scrapes: int) -> dict[str, float]:
+def measure(server: Server, scrapes: int) -> dict[str, float]:
     session = requests.Session()
     durations = []
     for _ in range(scrapes):
         started = time.perf_counter()
-        response = session.get(urls["metrics"], timeout=30)
+        response = session.get(server.metrics, timeout=30)
         durations.append(time.perf_counter() - started)
         response.raise_for_status()
-    files = list(Path(urls["multiproc"]).glob("*.db"))
+    files = list(server.multiproc.glob("*.db"))
     return {
         "files": len(files),
         "kib": sum(f.stat().st_size for f in files) / 1024,
@@ -107,22 +78,22 @@ def run(args: argparse.Namespace) -> list[dict]:
         model = state / "model"
         model.mkdir()
         write_artefact(*train(), model)
-        process, urls = launch(state, model, args.workers, args.max_requests, fold=not args.no_fold)
+        server = launch(state, model, args.workers, args.max_requests, fold=not args.no_fold)
         try:
-            master = process.pid
-            booted = booted_workers(urls["log"])
-            baseline = predict_200s(requests.get(urls["metrics"], timeout=10).text)
+            master = server.process.pid
+            booted = booted_workers(server.log)
+            baseline = predict_200s(requests.get(server.metrics, timeout=10).text)
             # Fewer requests than one worker's quota: every live worker may have files, none has been recycled.
-            address = host_port(urls["app"])
+            address = host_port(server.app)
             warm = sum(post_once(address, BODY) == 200 for _ in range(args.max_requests - 1))
             sent = warm
             for checkpoint in sorted(args.checkpoints):
-                scraper = Scraper(urls["metrics"], interval=args.scrape_interval)
-                if booted_workers(urls["log"]) - booted < checkpoint:
+                scraper = Scraper(server.metrics, interval=args.scrape_interval)
+                if booted_workers(server.log) - booted < checkpoint:
                     scraper.start()
-                    load = Load(urls["app"], threads=args.threads).start()
+                    load = Load(server.app, threads=args.threads).start()
                     deadline = time.monotonic() + args.timeout
-                    while booted_workers(urls["log"]) - booted < checkpoint and time.monotonic() < deadline:
+                    while booted_workers(server.log) - booted < checkpoint and time.monotonic() < deadline:
                         time.sleep(0.1)
                     load.stop()
                     scraper.stop()
@@ -133,10 +104,10 @@ def run(args: argparse.Namespace) -> list[dict]:
                 while len(live_workers(master)) < args.workers and time.monotonic() < deadline:
                     time.sleep(0.05)
                 time.sleep(0.5)  # the last dead worker reaped (and folded)
-                figures = measure(urls, args.scrapes)
+                figures = measure(server, args.scrapes)
                 served = predict_200s(figures.pop("text")) - baseline
                 row = {
-                    "recycles": booted_workers(urls["log"]) - booted,
+                    "recycles": booted_workers(server.log) - booted,
                     "requests": sent,
                     "exact": served == sent,
                     "failed_scrapes": sum(scraper.errors.values()),
@@ -151,8 +122,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                     flush=True,
                 )
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(40)
+            os.killpg(server.process.pid, signal.SIGTERM)
+            server.process.wait(40)
     return rows
 
 

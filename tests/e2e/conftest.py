@@ -67,12 +67,14 @@ class Server:
         return self.process.returncode
 
 
-def start_server(tmp: Path, model_dir: Path, workers: int = 2, **env: str) -> Server:
+def start_server(tmp: Path, model_dir: Path, workers: int = 2, config: Path | None = None, **env: str) -> Server:
+    """THE gunicorn command on free 127.0.0.1 ports (`config` replaces app/gunicorn.conf.py, for experiments)."""
     app_port, metrics_port = free_port(), free_port()
     log = tmp / "gunicorn.log"
     multiproc = tmp / "multiproc"
+    command = GUNICORN if config is None else [GUNICORN[0], "-c", str(config), *GUNICORN[3:]]
     process = subprocess.Popen(
-        GUNICORN,
+        command,
         cwd=ROOT,
         env={
             **os.environ,
