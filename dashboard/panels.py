@@ -8,6 +8,7 @@ show.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, heatmap, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
@@ -21,6 +22,7 @@ DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SCOPE = 'namespace="$namespace", job="$job"'
 
 Steps = Sequence[tuple[str, float | None]]
+P = TypeVar("P")
 
 
 def selector(metric: str, *matchers: str) -> str:
@@ -53,6 +55,21 @@ def _legend(as_table: bool) -> common_builders.VizLegendOptions:
     return legend.display_mode(common.LegendDisplayMode.LIST)
 
 
+def _framed(
+    panel: P, title: str, description: str, unit: str, targets: Sequence[prometheus.Dataquery], width: int, height: int
+) -> P:
+    """What every panel sets alike: title, description, the datasource variable, queries, unit and size."""
+    return (
+        panel.title(title)  # type: ignore[attr-defined]
+        .description(description)
+        .datasource(DATASOURCE)
+        .targets(list(targets))
+        .unit(unit)
+        .span(width)
+        .height(height)
+    )
+
+
 def timeseries_panel(
     title: str,
     description: str,
@@ -68,14 +85,7 @@ def timeseries_panel(
 ) -> timeseries.Panel:
     """A time series; `steps` are also drawn as lines, so thresholds are visible on the graph."""
     panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(list(targets))
-        .unit(unit)
-        .span(width)
-        .height(height)
+        _framed(timeseries.Panel(), title, description, unit, targets, width, height)
         .line_width(1)
         .fill_opacity(10)
         .legend(_legend(legend_table))
@@ -106,14 +116,7 @@ def stat_panel(
     decimals: float | None = None,
 ) -> stat.Panel:
     panel = (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(list(targets))
-        .unit(unit)
-        .span(width)
-        .height(height)
+        _framed(stat.Panel(), title, description, unit, targets, width, height)
         .thresholds(thresholds(steps))
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .graph_mode(common.BigValueGraphMode.AREA)
@@ -135,14 +138,7 @@ def bar_gauge_panel(
     maximum: float | None = None,
 ) -> bargauge.Panel:
     panel = (
-        bargauge.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(list(targets))
-        .unit(unit)
-        .span(width)
-        .height(height)
+        _framed(bargauge.Panel(), title, description, unit, targets, width, height)
         .min(minimum)
         .thresholds(thresholds(steps))
         .orientation(common.VizOrientation.HORIZONTAL)
@@ -164,14 +160,7 @@ def heatmap_panel(
     """A heatmap of a histogram's buckets: `expr` must keep `le`, and yields counts per bucket."""
     target = query(expr, "{{le}}").format(PromQueryFormat.HEATMAP)
     return (
-        heatmap.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(target)
-        .unit("short")
-        .span(width)
-        .height(height)
+        _framed(heatmap.Panel(), title, description, "short", [target], width, height)
         .calculate(False)
         .y_axis(heatmap.YAxisConfig().unit(y_unit))
         .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
@@ -196,17 +185,7 @@ def table_panel(
         id_val="organize",
         options={"excludeByName": dict.fromkeys(hidden_columns, True), "renameByName": {}, "indexByName": {}},
     )
-    return (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(instant)
-        .unit("none")
-        .span(width)
-        .height(height)
-        .with_transformation(organize)
-    )
+    return _framed(table.Panel(), title, description, "none", instant, width, height).with_transformation(organize)
 
 
 def matrix_panel(
@@ -227,17 +206,7 @@ def matrix_panel(
         id_val="groupingToMatrix",
         options={"rowField": row_label, "columnField": column_label, "valueField": "Value"},
     )
-    return (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(target)
-        .unit(unit)
-        .span(width)
-        .height(height)
-        .with_transformation(to_matrix)
-    )
+    return _framed(table.Panel(), title, description, unit, [target], width, height).with_transformation(to_matrix)
 
 
 def row(title: str) -> dashboard_builders.Row:
