@@ -35,6 +35,9 @@ class ModelState:
         self.try_load()
 
     def try_load(self) -> LoadedModel | None:
+        # Every /predict calls this: once loaded, answer without taking the lock.
+        if self.model is not None:
+            return self.model
         with self._lock:
             if self.model is not None or time.monotonic() - self._last_attempt < RETRY_SECONDS:
                 return self.model
