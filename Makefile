@@ -49,16 +49,16 @@ model: venv ## train the model into ./model
 	$(BIN)/python -m app.train --out model
 
 demo: venv deps ## run the stack, drive locust traffic, print URLs and a summary; Ctrl-C stops everything (DRIFT=1: drifted inputs too)
-	$(BIN)/python -m localstack demo $(if $(DRIFT),--drift)
+	$(BIN)/python -m offcluster demo $(if $(DRIFT),--drift)
 
 up: venv deps ## start the stack detached
-	$(BIN)/python -m localstack up
+	$(BIN)/python -m offcluster up
 
 down: ## stop everything `make up` / `make demo` started
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m localstack down; else echo "nothing to stop (no $(VENV))"; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m offcluster down; else echo "nothing to stop (no $(VENV))"; fi
 
 status: venv
-	$(BIN)/python -m localstack status
+	$(BIN)/python -m offcluster status
 
 test: venv deps ## every test (the README's test command; CI runs it)
 	$(BIN)/python -m pytest -q

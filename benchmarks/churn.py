@@ -24,9 +24,10 @@ from pathlib import Path
 
 import requests
 
-from tests.e2e.conftest import ROOT, Server, start_server
-from tests.metrics_text import total
-from tests.reliability.harness import BODY, Load, Scraper, booted_workers, host_port, live_workers, post_once
+from harness.exposition import Scraper, predict_200s
+from harness.load import BODY, Load, host_port, post_once
+from harness.processes import booted_workers, live_workers
+from harness.server import ROOT, Server, start_server
 
 STOCK_CHILD_EXIT = """
 exec(open({conf!r}).read())
@@ -45,10 +46,6 @@ def launch(state: Path, model: Path, workers: int, max_requests: int, fold: bool
         config = state / "stock.conf.py"
         config.write_text(STOCK_CHILD_EXIT.format(conf=str(ROOT / "app" / "gunicorn.conf.py")))
     return start_server(state, model, workers, config=config, MAX_REQUESTS=str(max_requests), MAX_REQUESTS_JITTER="0")
-
-
-def predict_200s(text: str) -> float:
-    return total(text, "http_requests_total", method="POST", route="/predict", status="200")
 
 
 def measure(server: Server, scrapes: int) -> dict[str, float]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import multiprocessing
 import os
 import platform
@@ -22,10 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.conftest import start_server
-
-ROW = [13.2, 2.77, 2.51, 18.5, 96, 1.48, 0.6, 0.42, 1.9, 7.8, 0.78, 1.55, 600]
-BODY = json.dumps({"instances": [ROW]}).encode()
+from harness.load import BODY
+from harness.server import start_server
 
 
 def _client(args: tuple[str, str, float]) -> list[float]:

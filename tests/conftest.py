@@ -1,11 +1,15 @@
-"""Fixtures shared by every test level."""
+"""Fixtures shared by every test level. Starting processes is `harness.server`'s job; these only scope them."""
 
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from harness.server import Server, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +37,26 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("model")
     write_artefact(*train(), out)
     return out
+
+
+@pytest.fixture()
+def server_factory(tmp_path: Path, model_dir: Path) -> Iterator:
+    started: list[Server] = []
+
+    def factory(workers: int = 2, model: Path | None = None, **env: str) -> Server:
+        directory = tmp_path / f"server{len(started)}"
+        directory.mkdir()
+        server = start_server(directory, model or model_dir, workers, **env)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop(signal.SIGKILL, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("gunicorn"), model_dir, workers=2)
+    yield running
+    running.stop()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from localstack.manifests import MANIFESTS
+from offcluster.manifests import MANIFESTS
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from app.metrics import KNOWN_METHODS
-from tests.metrics_text import samples, total
-
-ROW = [13.2, 2.77, 2.51, 18.5, 96, 1.48, 0.6, 0.42, 1.9, 7.8, 0.78, 1.55, 600]
+from harness.exposition import samples, total
+from harness.load import ROW
 
 
 def predict(base: str, body, content_type: str = "application/json") -> requests.Response:

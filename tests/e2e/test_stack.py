@@ -21,10 +21,10 @@ import pytest
 import requests
 import yaml
 
-from localstack.config import Ports
-from localstack.manifests import one, render
-from localstack.stack import Stack, group_alive
-from tests.e2e.conftest import ROOT, free_port
+from harness.server import ROOT, free_port
+from offcluster.config import Ports
+from offcluster.manifests import one, render
+from offcluster.stack import Stack, group_alive
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 APP_RECEIVER = "ml-serving-oncall"
@@ -252,7 +252,7 @@ def test_down_leaves_no_process_behind(stack):
     pids = stack.running()
     assert set(pids) == {"webhook", "alertmanager", "prometheus"}  # the app was stopped above
     result = subprocess.run(
-        [sys.executable, "-m", "localstack", "down"],
+        [sys.executable, "-m", "offcluster", "down"],
         cwd=ROOT, env={**os.environ, "STATE_DIR": str(stack.state)}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_spec import CHART, HELMFILE, MANIFESTS, ROOT, Obj
-from kube_logic import helm_merge
 
-from localstack.manifests import render
+from offcluster.manifests import render
+from tests.manifests.deploy_spec import CHART, HELMFILE, MANIFESTS, ROOT, Obj
+from tests.manifests.kube_logic import helm_merge
 
 
 @pytest.fixture(scope="session")

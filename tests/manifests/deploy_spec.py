@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from localstack.manifests import MANIFESTS, ROOT, Obj
+from offcluster.manifests import MANIFESTS, ROOT, Obj
 
 __all__ = ["MANIFESTS", "ROOT", "Obj"]
 

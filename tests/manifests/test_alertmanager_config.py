@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_spec import APP_NAMESPACE
-from kube_logic import all_receiver_refs, parse_matcher, receivers_for
+
+from tests.manifests.deploy_spec import APP_NAMESPACE
+from tests.manifests.kube_logic import all_receiver_refs, parse_matcher, receivers_for
 
 APP_RECEIVER = "ml-serving-oncall"
 # An alert of this app as the rules of issue #4 will produce it: the scraped series keep `namespace`.

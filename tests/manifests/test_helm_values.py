@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_spec import CHART, CHART_REPOSITORY, MONITORING_NAMESPACE
-from kube_logic import unknown_keys
+
+from tests.manifests.deploy_spec import CHART, CHART_REPOSITORY, MONITORING_NAMESPACE
+from tests.manifests.kube_logic import unknown_keys
 
 # Subtrees whose keys are user data, not chart settings, so the defaults cannot list them. Globs over the
 # dotted path; keep this list short, every entry hides typos below it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from deploy_spec import DOCKERFILE, ROOT, tool
+from tests.manifests.deploy_spec import DOCKERFILE, ROOT, tool
 
 YAMLLINT_CONFIG = ROOT / ".yamllint.yaml"
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import yaml
-from deploy_spec import APP, APP_NAMESPACE, MANIFESTS, ROOT, Obj, of_kind, one
+
+from tests.manifests.deploy_spec import APP, APP_NAMESPACE, MANIFESTS, ROOT, Obj, of_kind, one
 
 # kind -> the file in manifests/ that holds it ("one object per file, named after what it holds").
 EXPECTED_FILES = {

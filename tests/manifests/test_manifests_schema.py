@@ -12,8 +12,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_spec import CRD_KINDS, KUBERNETES_VERSION, Obj, one
-from kube_logic import closed_schema
+
+from tests.manifests.deploy_spec import CRD_KINDS, KUBERNETES_VERSION, Obj, one
+from tests.manifests.kube_logic import closed_schema
 
 
 def _validate_core(obj: Obj) -> None:

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from deploy_spec import (
+
+from tests.manifests.deploy_spec import (
     APP_NAMESPACE,
     MONITORING_NAMESPACE,
     Obj,
@@ -16,7 +17,7 @@ from deploy_spec import (
     one,
     served_get_paths,
 )
-from kube_logic import (
+from tests.manifests.kube_logic import (
     ABSENT,
     chart_object_selector,
     ingress_allowed,

@@ -10,8 +10,9 @@ import re
 from typing import Any
 
 import yaml
-from deploy_spec import APP_NAMESPACE, DOCKERFILE, MANIFESTS, ROOT, SERVE_COMMAND, Obj, of_kind, one
-from kube_logic import pod_security_findings
+
+from tests.manifests.deploy_spec import APP_NAMESPACE, DOCKERFILE, MANIFESTS, ROOT, SERVE_COMMAND, Obj, of_kind, one
+from tests.manifests.kube_logic import pod_security_findings
 
 BASE_IMAGE = "python:3.11-slim-bookworm"
 

@@ -1,4 +1,4 @@
-"""Fixtures of the reliability tests: the e2e ones (THE gunicorn command on 127.0.0.1), reused as they are.
+"""The reliability tests use the shared `server` / `server_factory` fixtures (tests/conftest.py).
 
 A test here is marked `e2e` when it uses a fixture that starts processes, so `pytest -m "not e2e"` still
 runs the static ones (repository scan, dependency pins, in-process app checks) without gunicorn.
@@ -9,9 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-# Imported so that pytest registers them for this directory too; nothing is redefined.
-from tests.e2e.conftest import server, server_factory  # noqa: F401
 
 # Fixtures whose use means real processes on 127.0.0.1.
 PROCESS_FIXTURES = frozenset({"server", "server_factory", "stack", "fuzz_server"})

@@ -12,8 +12,9 @@ import time
 import requests
 
 from app.validation import MAX_BODY_BYTES
-from tests.metrics_text import total
-from tests.reliability.harness import BODY, host_port, report
+from harness.exposition import total
+from harness.load import BODY, host_port
+from harness.processes import report
 
 HEAD = "POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
 

@@ -7,18 +7,9 @@ from __future__ import annotations
 import re
 import time
 
-from tests.metrics_text import samples, total
-from tests.reliability.harness import (
-    Load,
-    Scraper,
-    booted_workers,
-    live_workers,
-    monotonicity_violations,
-    report,
-    scrape_failures,
-    typed_samples,
-    wait_until,
-)
+from harness.exposition import Scraper, monotonicity_violations, predict_200s, samples, typed_samples
+from harness.load import Load
+from harness.processes import booted_workers, live_workers, report, scrape_failures, wait_until
 
 WORKERS = 2
 RECYCLES = 100
@@ -54,9 +45,7 @@ def test_a_hundred_recycles_keep_the_directory_bounded_and_the_counts_exact(serv
     files = sorted(p.name for p in server.multiproc.glob("*.db"))
     parsed = [FILE.match(name) for name in files]
     kinds = {m["kind"] for m in parsed if m}
-    served = total(final, "http_requests_total", method="POST", route="/predict", status="200") - total(
-        baseline, "http_requests_total", method="POST", route="/predict", status="200"
-    )
+    served = predict_200s(final) - predict_200s(baseline)
     report(
         "churn",
         recycles=recycles,

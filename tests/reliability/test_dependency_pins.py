@@ -13,8 +13,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.e2e.conftest import ROOT
-from tests.reliability.harness import report
+from harness.processes import report
+from harness.server import ROOT
 
 LOCK = ROOT / "requirements.lock"
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[A-Za-z0-9.!+_-]+)$")

@@ -17,27 +17,19 @@ import requests
 
 from app.model import METADATA_FILE, MODEL_FILE
 from app.model_state import RETRY_SECONDS
-from tests.metrics_text import samples, total
-from tests.reliability.harness import (
-    BODY,
-    Load,
+from harness.exposition import (
     Scraper,
-    host_port,
-    live_workers,
-    log_tracebacks,
     monotonicity_violations,
+    predict_200s,
     read_multiproc_dir,
-    report,
-    scrape_failures,
+    samples,
+    total,
     typed_samples,
-    wait_until,
 )
+from harness.load import BODY, Load, host_port
+from harness.processes import live_workers, log_tracebacks, report, scrape_failures, wait_until
 
 GRACEFUL_TIMEOUT = 30  # app/gunicorn.conf.py
-
-
-def predict_200s(text: str) -> float:
-    return total(text, "http_requests_total", method="POST", route="/predict", status="200")
 
 
 # ---- a worker SIGKILLed under load ---------------------------------------------------------------------------

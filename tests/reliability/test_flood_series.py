@@ -21,8 +21,9 @@ from app import metrics
 from app.factory import create_app
 from app.model import load
 from app.validation import MAX_BODY_BYTES
-from tests.metrics_text import samples
-from tests.reliability.harness import BODY, host_port, report
+from harness.exposition import samples
+from harness.load import BODY, host_port
+from harness.processes import report
 
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 OTHER_EXAMPLE = "BREW"  # a method token gunicorn accepts and the code files under OTHER

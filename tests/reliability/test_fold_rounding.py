@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from app.exposition import fold_dead_worker, metrics_app
-from tests.metrics_text import total
+from harness.exposition import total
 
 NAME = "model_prediction_confidence"
 # Found by search: (L + D) + A > L + (A + D) in binary floating point.

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from app.metrics import INVALID_REASONS
 from app.model import load
 from app.validation import MAX_BODY_BYTES, MAX_ROWS
-from tests.metrics_text import total
-from tests.reliability.harness import ROW, host_port, report, tree_rss_kib
+from harness.exposition import total
+from harness.load import ROW, host_port
+from harness.processes import report, tree_rss_kib
 
 # Small enough for the suite's time budget (≈ 3 ms per request), large enough to reach every reason.
 # RELIABILITY_FUZZ_SCALE=3 triples every count (a longer run, e.g. to see that memory growth saturates).

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from localstack.config import Ports
-from localstack.stack import Stack
-from tests.e2e.conftest import free_port
-from tests.reliability.harness import BODY, report, wait_until
+from harness.load import BODY
+from harness.processes import report, wait_until
+from harness.server import free_port
+from offcluster.config import Ports
+from offcluster.stack import Stack
 
 Raw = dict[tuple[tuple[str, str], ...], list[tuple[float, str]]]
 

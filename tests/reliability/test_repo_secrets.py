@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.conftest import ROOT
+from harness.server import ROOT
 from tests.reliability.secret_scan import RULES, repository_files, scan_files
 
 # Planted secrets, assembled at run time so that this file itself holds none of them.

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from dashboard.promql import metric_names
-from localstack.manifests import ROOT, RenderError, render, rule_groups
+from offcluster.manifests import ROOT, RenderError, render, rule_groups
 
 TESTS_DIR = Path(__file__).resolve().parent
 TEST_FILES = sorted(TESTS_DIR.glob("*.test.yaml"))

@@ -8,8 +8,7 @@ from prometheus_client import REGISTRY
 from app.factory import create_app
 from app.metrics import INVALID_REASONS
 from app.validation import MAX_BODY_BYTES, MAX_ROWS
-
-ROW = [13.2, 2.77, 2.51, 18.5, 96, 1.48, 0.6, 0.42, 1.9, 7.8, 0.78, 1.55, 600]
+from harness.load import ROW
 
 
 def sample(name, **labels):

@@ -5,6 +5,7 @@ import pytest
 
 from app.model import METADATA_FILE, MODEL_FILE, ModelUnavailable, load
 from app.train import main, reference_bins
+from harness.load import ROW
 
 
 def test_training_writes_a_complete_artefact(model_dir):
@@ -44,7 +45,7 @@ def test_reference_bins_collapse_repeated_quantiles():
 
 def test_loaded_model_predicts_and_bins(model_dir):
     model = load(model_dir)
-    rows = np.array([[13.2, 2.77, 2.51, 18.5, 96, 1.48, 0.6, 0.42, 1.9, 7.8, 0.78, 1.55, 600]] * 3)
+    rows = np.array([ROW] * 3)
     result = model.predict(rows)
     assert result.labels == ["class_2"] * 3
     assert result.probabilities.shape == (3, 3)

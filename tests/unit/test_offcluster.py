@@ -7,16 +7,11 @@ import socket
 
 import pytest
 
-from localstack.config import Ports, alertmanager_config, app_environment, build, chart_values, port_map
-from localstack.manifests import RenderError, of_kind, one, render
-from localstack.scrape import scrape_configs, seconds, targets
-from localstack.stack import Stack, StackError, find_binary
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness.server import free_port
+from offcluster.config import Ports, alertmanager_config, app_environment, build, chart_values, port_map
+from offcluster.manifests import RenderError, of_kind, one, render
+from offcluster.scrape import scrape_configs, seconds, targets
+from offcluster.stack import Stack, StackError, find_binary
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A webhook receiver standing in for the real receivers: appends every Alertmanager notification to a file.
 
-    python -m localstack.webhook --port 9095 --out .state/alerts.jsonl
+    python -m offcluster.webhook --port 9095 --out .state/alerts.jsonl
 
 Each line is `{"receiver": <path>, "payload": <Alertmanager's JSON>}`; the path says which receiver the
 route chose.

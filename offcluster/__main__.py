@@ -1,10 +1,10 @@
 """The local stack's command line (the Makefile's targets call it).
 
-    python -m localstack up       # start detached: app (gunicorn), Prometheus, Alertmanager, webhook sink
-    python -m localstack down     # stop everything it started
-    python -m localstack status
-    python -m localstack demo     # up, drive locust traffic, print URLs and a summary, Ctrl-C stops all
-    python -m localstack config   # only write the generated config files
+    python -m offcluster up       # start detached: app (gunicorn), Prometheus, Alertmanager, webhook sink
+    python -m offcluster down     # stop everything it started
+    python -m offcluster status
+    python -m offcluster demo     # up, drive locust traffic, print URLs and a summary, Ctrl-C stops all
+    python -m offcluster config   # only write the generated config files
 
 Ports come from APP_PORT, METRICS_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT, WEBHOOK_PORT; state (configs,
 data, logs, pids, model) lives under STATE_DIR (default .state/).
@@ -18,10 +18,10 @@ import signal
 import sys
 from pathlib import Path
 
-from localstack.config import Ports
-from localstack.demo import run_demo
-from localstack.manifests import ROOT, RenderError
-from localstack.stack import Stack, StackError
+from offcluster.config import Ports
+from offcluster.demo import run_demo
+from offcluster.manifests import ROOT, RenderError
+from offcluster.stack import Stack, StackError
 
 
 def _port(name: str, default: int | None) -> int | None:
@@ -51,7 +51,7 @@ def _interrupt(_signum, _frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localstack", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m offcluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("command", choices=["up", "down", "status", "demo", "config"])
     parser.add_argument("--duration", default=os.environ.get("DEMO_DURATION", "3m"), help="demo: locust run time")

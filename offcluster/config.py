@@ -1,6 +1,6 @@
 """Prometheus and Alertmanager configuration for the local stack, derived from the project's declarations.
 
-- scrape jobs: from the ServiceMonitors (`localstack.scrape`);
+- scrape jobs: from the ServiceMonitors (`offcluster.scrape`);
 - rule file: the PrometheusRule's groups;
 - Alertmanager routing: the `alertmanager.config` that helmfile.yaml gives the chart, with every receiver's
   integrations replaced by a webhook to the local sink (`/<receiver name>`), so a test sees which route an
@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from localstack.manifests import ROOT, Obj, RenderError, rule_groups
-from localstack.scrape import scrape_configs
+from offcluster.manifests import ROOT, Obj, RenderError, rule_groups
+from offcluster.scrape import scrape_configs
 
 HELMFILE = ROOT / "helmfile.yaml"
 CHART = "kube-prometheus-stack"
@@ -36,7 +36,7 @@ class Ports:
 
 def app_container(objects: list[Obj]) -> Obj:
     """The container the ServiceMonitor's first target points at: the model server."""
-    from localstack.scrape import targets
+    from offcluster.scrape import targets
 
     found = targets(objects)
     if not found:

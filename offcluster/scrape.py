@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from localstack.manifests import Obj, RenderError, of_kind
+from offcluster.manifests import Obj, RenderError, of_kind
 
 
 @dataclass(frozen=True)

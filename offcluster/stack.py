@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from localstack import config as stack_config
-from localstack.manifests import MANIFESTS, ROOT, RenderError, render
+from offcluster import config as stack_config
+from offcluster.manifests import MANIFESTS, ROOT, RenderError, render
 
 GUNICORN_ARGS = ["-c", "app/gunicorn.conf.py", "app.wsgi:app"]
 DEBIAN_PACKAGES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
@@ -127,7 +127,7 @@ class Stack:
         return [
             Service(
                 "webhook",
-                [sys.executable, "-m", "localstack.webhook", "--port", str(self.ports.webhook),
+                [sys.executable, "-m", "offcluster.webhook", "--port", str(self.ports.webhook),
                  "--out", str(self.alerts_file)],
                 f"http://127.0.0.1:{self.ports.webhook}/healthz",
                 {},

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from localstack.manifests import ROOT
-from localstack.scrape import seconds
-from localstack.stack import Stack
+from offcluster.manifests import ROOT
+from offcluster.scrape import seconds
+from offcluster.stack import Stack
 
 
 def query(prometheus: str, promql: str) -> list[dict]:
