@@ -70,12 +70,11 @@ def build_dashboard() -> dashboard.Dashboard:
             .target_blank(True)
         )
     )
-    for make_row in ROWS:
-        title, panels = make_row()
+    for module in ROWS:
         # Expanded rows keep their panels at the top level, after the row (only collapsed rows nest them).
-        builder = builder.with_row(row(title))
-        for panel in panels:
-            builder = builder.with_panel(panel)
+        builder = builder.with_row(row(module.TITLE))
+        for make_panel in module.PANELS:
+            builder = builder.with_panel(make_panel())
     model = builder.build()
     for panel_id, panel in enumerate(model.panels or [], start=1):
         panel.id_val = panel_id

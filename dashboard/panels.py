@@ -1,8 +1,8 @@
 """Panel constructors with this dashboard's conventions baked in.
 
 Every panel reads from the `${datasource}` variable, sets a unit, and gets a legend; every query is scoped
-with SCOPE (or, for ALERTS, with what the alert carries). The rows in `dashboard.rows` only say what to
-show.
+with SCOPE (or, for ALERTS, with what the alert carries). The row modules in `dashboard.rows` only say what
+to show.
 """
 
 from __future__ import annotations
@@ -13,15 +13,23 @@ from typing import TypeVar
 from grafana_foundation_sdk.builders import bargauge, heatmap, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
-from grafana_foundation_sdk.models import common, dashboard
+from grafana_foundation_sdk.models import common, dashboard, units
 from grafana_foundation_sdk.models import heatmap as heatmap_models
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
 # The label filter of every query: the dashboard variables, as set by the ServiceMonitor's target labels.
 SCOPE = 'namespace="$namespace", job="$job"'
+# The range of every rate: Grafana's choice for the panel's resolution and the scrape interval.
+RATE = "[$__rate_interval]"
+
+# Grafana's custom "suffix:" units, for quantities the SDK's `units` has no name for.
+ROWS_PER_SECOND_UNIT = "suffix: rows/s"
+ITEMS_PER_SECOND_UNIT = "suffix: items/s"
+MULTIPLE_UNIT = "suffix:x"
 
 Steps = Sequence[tuple[str, float | None]]
+_DASHED_LINE = dashboard.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})
 P = TypeVar("P")
 
 
@@ -37,6 +45,19 @@ def query(expr: str, legend: str, ref: str = "A") -> prometheus.Dataquery:
 def queries(*pairs: tuple[str, str]) -> list[prometheus.Dataquery]:
     """(expr, legend) pairs as targets A, B, C, ..."""
     return [query(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
+
+
+def quantiles(metric: str, *matchers: str, group: str = "") -> list[tuple[str, str]]:
+    """(expr, legend) of p50, p95, p99 of histogram `metric` over all pods, per value of label `group` if given."""
+    by = f"{group}, le" if group else "le"
+    legend = f" {{{{{group}}}}}" if group else ""
+    return [
+        (
+            f"histogram_quantile({q}, sum by ({by}) (rate({selector(metric + '_bucket', *matchers)}{RATE})))",
+            f"p{round(q * 100)}{legend}",
+        )
+        for q in (0.5, 0.95, 0.99)
+    ]
 
 
 def thresholds(steps: Steps) -> dashboard_builders.ThresholdsConfig:
@@ -82,8 +103,10 @@ def timeseries_panel(
     minimum: float | None = 0,
     maximum: float | None = None,
     legend_table: bool = False,
+    dashed: str | None = None,
 ) -> timeseries.Panel:
-    """A time series; `steps` are also drawn as lines, so thresholds are visible on the graph."""
+    """A time series; `steps` are also drawn as lines, so thresholds are visible on the graph, and series
+    whose legend matches the regexp `dashed` are drawn dashed (references, priors, alert lines)."""
     panel = (
         _framed(timeseries.Panel(), title, description, unit, targets, width, height)
         .line_width(1)
@@ -101,6 +124,8 @@ def timeseries_panel(
         panel = panel.thresholds(thresholds(steps)).thresholds_style(
             common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
         )
+    if dashed is not None:
+        panel = panel.override_by_regexp(dashed, [_DASHED_LINE])
     return panel
 
 
@@ -123,6 +148,22 @@ def stat_panel(
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
     return panel if decimals is None else panel.decimals(decimals)
+
+
+def hourly_count_stat(
+    title: str, description: str, per_second_1h: str, legend: str, minimum: float, *, width: int
+) -> stat.Panel:
+    """Events in the last hour, from a recorded 1h per-second rate: orange below `minimum`, the count an
+    alert needs before it may fire, green from there on."""
+    return stat_panel(
+        title,
+        description,
+        units.Short,
+        queries((f"{selector(per_second_1h)} * 3600", legend)),
+        [("orange", None), ("green", minimum)],
+        width=width,
+        decimals=0,
+    )
 
 
 def bar_gauge_panel(
@@ -160,12 +201,12 @@ def heatmap_panel(
     """A heatmap of a histogram's buckets: `expr` must keep `le`, and yields counts per bucket."""
     target = query(expr, "{{le}}").format(PromQueryFormat.HEATMAP)
     return (
-        _framed(heatmap.Panel(), title, description, "short", [target], width, height)
+        _framed(heatmap.Panel(), title, description, units.Short, [target], width, height)
         .calculate(False)
         .y_axis(heatmap.YAxisConfig().unit(y_unit))
         .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
         .color(heatmap.HeatmapColorOptions().mode(heatmap_models.HeatmapColorMode.SCHEME).scheme("Oranges"))
-        .cell_values(heatmap.CellValues().unit("short"))
+        .cell_values(heatmap.CellValues().unit(units.Short))
         .show_legend()
     )
 
@@ -185,7 +226,8 @@ def table_panel(
         id_val="organize",
         options={"excludeByName": dict.fromkeys(hidden_columns, True), "renameByName": {}, "indexByName": {}},
     )
-    return _framed(table.Panel(), title, description, "none", instant, width, height).with_transformation(organize)
+    panel = _framed(table.Panel(), title, description, units.NoUnit, instant, width, height)
+    return panel.with_transformation(organize)
 
 
 def matrix_panel(
@@ -211,8 +253,3 @@ def matrix_panel(
 
 def row(title: str) -> dashboard_builders.Row:
     return dashboard_builders.Row(title).collapsed(False)
-
-
-def dashed_series(pattern: str) -> tuple[str, list[dashboard.DynamicConfigValue]]:
-    """An override drawing series whose name matches `pattern` as dashed lines (references, priors)."""
-    return pattern, [dashboard.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})]

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 import dashboard
-from dashboard import rows
 from dashboard.__main__ import main
+from dashboard.rows import drift, quality, slo, traffic
+from dashboard.rows import model as model_row
 
 DEFAULT_TITLES = {"", "Panel Title", "New panel"}
 ROW_TITLES = ["Traffic", "SLO", "Model", "Drift", "Alerts"]
@@ -103,27 +104,31 @@ def test_every_query_is_scoped_to_the_variables(panels: list[dict[str, Any]]) ->
 
 
 def test_drift_panels_draw_the_psi_thresholds(panels: list[dict[str, Any]]) -> None:
-    psi_panels = [p for p in panels if any(rows.FEATURE_PSI in t["expr"] for t in p["targets"])]
+    psi_panels = [p for p in panels if any(drift.FEATURE_PSI in t["expr"] for t in p["targets"])]
     assert psi_panels
     for panel in psi_panels:
         steps = [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
-        assert steps == [None, rows.PSI_WARNING, rows.PSI_CRITICAL], panel["title"]
+        assert steps == [None, drift.PSI_WARNING, drift.PSI_CRITICAL], panel["title"]
         if panel["type"] == "timeseries":
             assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
 
 
 def test_drawn_thresholds_are_the_alert_thresholds(rule_exprs: dict[str, str]) -> None:
-    expected = {
-        "WineClassifierInputDriftHigh": f"> {rows.PSI_CRITICAL}",
-        "WineClassifierInputDriftModerate": f"> {rows.PSI_WARNING}",
-        "WineClassifierHttp5xxRatioHigh": f"> {rows.ERROR_RATIO_ALERT}",
-        "WineClassifierLatencyP95High": f"> {rows.P95_ALERT_SECONDS}",
-        "WineClassifierConfidenceLow": f"< {rows.CONFIDENCE_ALERT}",
-        "WineClassifierErrorBudgetBurnFast": f"> {rows.FAST_BURN}",
-    }
-    for alert, comparison in expected.items():
-        assert comparison in rule_exprs[alert], f"{alert} no longer alerts at {comparison}: update dashboard/rows.py"
-    assert f">= {rows.DRIFT_MIN_ROWS}" in rule_exprs["WineClassifierInputDriftHigh"]
+    expected = [
+        ("WineClassifierInputDriftHigh", f"> {drift.PSI_CRITICAL}"),
+        ("WineClassifierInputDriftHigh", f">= {drift.DRIFT_MIN_ROWS}"),
+        ("WineClassifierInputDriftModerate", f"> {drift.PSI_WARNING}"),
+        ("WineClassifierHttp5xxRatioHigh", f"> {traffic.ERROR_RATIO_ALERT}"),
+        ("WineClassifierLatencyP95High", f"> {traffic.P95_ALERT_SECONDS}"),
+        ("WineClassifierConfidenceLow", f"< {model_row.CONFIDENCE_ALERT}"),
+        ("WineClassifierErrorBudgetBurnFast", f"> {slo.FAST_BURN}"),
+        ("WineClassifierErrorBudgetBurnFast", f"> {slo.MEDIUM_BURN}"),
+        ("WineClassifierErrorBudgetBurnSlow", f"> {slo.TICKET_BURN}"),
+        ("WineClassifierAccuracyLow", f"- {quality.ACCURACY_ALERT_DROP}"),
+        ("WineClassifierAccuracyLow", f">= {quality.ACCURACY_MIN_FEEDBACK}"),
+    ]
+    for alert, comparison in expected:
+        assert comparison in rule_exprs[alert], f"{alert} no longer alerts at {comparison}: update dashboard/rows/"
 
 
 def test_queries_fill_in_the_variables(panels: list[dict[str, Any]]) -> None:

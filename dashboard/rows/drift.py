@@ -1,0 +1,65 @@
+"""Drift row: input drift (PSI per feature against the training distribution) and whether enough rows came
+in for the drift alerts to judge."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import bargauge, stat, timeseries
+from grafana_foundation_sdk.models import units
+
+from dashboard.panels import bar_gauge_panel, hourly_count_stat, queries, selector, timeseries_panel
+
+TITLE = "Drift"
+
+# Recorded by manifests/prometheusrule.yaml.
+FEATURE_PSI = "namespace_job_feature:model_input_psi:1h"
+ROWS_PER_SECOND_1H = "namespace_job:model_predictions:rate1h"
+
+# Alert thresholds of the PrometheusRule, drawn as dashed lines or colour steps.
+PSI_WARNING, PSI_CRITICAL = 0.1, 0.25
+DRIFT_MIN_ROWS = 1000  # rows in the hour
+
+PSI_STEPS = [("green", None), ("orange", PSI_WARNING), ("red", PSI_CRITICAL)]
+PSI_HELP = (
+    "Population Stability Index of each input feature over the last hour, against the training "
+    f"distribution. Below {PSI_WARNING} stable, {PSI_WARNING}-{PSI_CRITICAL} moderate shift (warning), "
+    f"above {PSI_CRITICAL} major shift (critical)."
+)
+
+
+def psi_timeseries() -> timeseries.Panel:
+    return timeseries_panel(
+        "Input drift: PSI per feature (last hour)",
+        PSI_HELP + " Dashed: the two thresholds.",
+        units.NoUnit,
+        queries((selector(FEATURE_PSI), "{{feature}}")),
+        width=12,
+        steps=PSI_STEPS,
+        legend_table=True,
+    )
+
+
+def psi_now_bar_gauge() -> bargauge.Panel:
+    return bar_gauge_panel(
+        "PSI per feature, now",
+        PSI_HELP,
+        units.NoUnit,
+        queries((f"sort_desc({selector(FEATURE_PSI)})", "{{feature}}")),
+        PSI_STEPS,
+        width=8,
+        maximum=0.5,
+    )
+
+
+def rows_last_hour_stat() -> stat.Panel:
+    return hourly_count_stat(
+        "Rows in the last hour",
+        f"Drift, prediction-drift and confidence alerts need at least {DRIFT_MIN_ROWS} rows in the hour: "
+        "fewer, and the estimates are noise.",
+        ROWS_PER_SECOND_1H,
+        "rows",
+        DRIFT_MIN_ROWS,
+        width=4,
+    )
+
+
+PANELS = (psi_timeseries, psi_now_bar_gauge, rows_last_hour_stat)
