@@ -20,7 +20,8 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
 # The label filter of every query: the dashboard variables, as set by the ServiceMonitor's target labels.
 SCOPE = 'namespace="$namespace", job="$job"'
-# The range of every rate: Grafana's choice for the panel's resolution and the scrape interval.
+# The range of every rate: Grafana's `$__rate_interval` follows the panel's resolution, and is never shorter
+# than four scrape intervals.
 RATE = "[$__rate_interval]"
 
 # Grafana's custom "suffix:" units, for quantities the SDK's `units` has no name for.

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grafana_foundation_sdk.models import units
 
 import dashboard
 from dashboard.__main__ import main
@@ -82,6 +83,14 @@ def test_every_panel_has_a_title_a_unit_and_queries(panels: list[dict[str, Any]]
             assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
             assert target.get("expr"), f"{panel['title']}: empty query"
             assert target.get("legendFormat"), f"{panel['title']}: a query without a legend"
+
+
+def test_every_unit_is_one_grafana_knows(panels: list[dict[str, Any]]) -> None:
+    # A misspelt unit is not an error in Grafana: the panel silently shows bare numbers.
+    known = {value for name, value in vars(units).items() if not name.startswith("_") and isinstance(value, str)}
+    for panel in panels:
+        unit = panel["fieldConfig"]["defaults"]["unit"]
+        assert unit in known or unit.startswith("suffix:"), f"{panel['title']}: unknown unit {unit!r}"
 
 
 def test_time_series_panels_show_a_legend(panels: list[dict[str, Any]]) -> None:
