@@ -24,7 +24,8 @@ import yaml
 from harness.server import ROOT, free_port
 from offcluster.config import Ports
 from offcluster.manifests import one, render
-from offcluster.stack import Stack, group_alive
+from offcluster.process_group import group_alive
+from offcluster.stack import Stack
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 APP_RECEIVER = "ml-serving-oncall"
@@ -55,8 +56,9 @@ def compress_routing(config: dict) -> dict:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ports = Ports(
-        app=free_port(), metrics=free_port(), prometheus=free_port(), alertmanager=free_port(), webhook=free_port()
-    )
+        app=free_port(), metrics=free_port(), prometheus=free_port(), alertmanager=free_port(), webhook=free_port(),
+        grafana=free_port(),
+    )  # fmt: skip
     running = Stack(
         tmp_path_factory.mktemp("stack"),
         ports,
@@ -65,13 +67,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         rule_transform=compress_for,
         alertmanager_transform=compress_routing,
     )
-    running.urls_ = running.up(timeout=90)  # type: ignore[attr-defined]
+    running.up(timeout=90)
     yield running
     running.down()
 
 
 def query(stack: Stack, promql: str) -> list[dict]:
-    response = requests.get(f"{stack.urls_['prometheus']}/api/v1/query", params={"query": promql}, timeout=10)
+    response = requests.get(f"{stack.urls['prometheus']}/api/v1/query", params={"query": promql}, timeout=10)
     response.raise_for_status()
     return response.json()["data"]["result"]
 
@@ -96,7 +98,7 @@ def eventually(check, timeout: float = 30.0, interval: float = 0.5):
 def run_locust(stack: Stack, out: Path, seconds: int, *extra: str) -> dict[str, int]:
     """A headless locust run; returns request counts by locust's request name."""
     result = subprocess.run(
-        [LOCUST, "--config", str(ROOT / "loadtest" / "locust.conf"), "--host", stack.urls_["app"],
+        [LOCUST, "--config", str(ROOT / "loadtest" / "locust.conf"), "--host", stack.urls["app"],
          "--profile-seconds", str(seconds), "--peak-users", str(USERS), "--csv", str(out), "--html", f"{out}.html",
          *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60,
@@ -126,10 +128,10 @@ def test_prometheus_discovers_the_app_with_the_operators_labels(stack):
         "pod": labels["pod"],
         "container": container["name"],
         "endpoint": monitor["spec"]["endpoints"][0]["port"],
-        "instance": stack.urls_["metrics"].removeprefix("http://").removesuffix("/metrics"),
+        "instance": stack.urls["metrics"].removeprefix("http://").removesuffix("/metrics"),
     }
     assert labels["pod"].startswith(deployment["metadata"]["name"] + "-")
-    targets = requests.get(f"{stack.urls_['prometheus']}/api/v1/targets", timeout=10).json()["data"]
+    targets = requests.get(f"{stack.urls['prometheus']}/api/v1/targets", timeout=10).json()["data"]
     pools = {t["scrapePool"] for t in targets["activeTargets"]}
     name = monitor["metadata"]
     assert pools == {f"serviceMonitor/{name['namespace']}/{name['name']}/0"}

@@ -8,10 +8,13 @@ import socket
 import pytest
 
 from harness.server import free_port
-from offcluster.config import Ports, alertmanager_config, app_environment, build, chart_values, port_map
+from offcluster.config import Ports, alertmanager_config, app_environment, build, port_map
+from offcluster.durations import seconds
+from offcluster.helm import chart_values
 from offcluster.manifests import RenderError, of_kind, one, render
-from offcluster.scrape import scrape_configs, seconds, targets
+from offcluster.scrape import scrape_configs
 from offcluster.stack import Stack, StackError, find_binary
+from offcluster.targets import targets
 
 
 @pytest.fixture(scope="module")
