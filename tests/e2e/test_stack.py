@@ -23,6 +23,7 @@ import yaml
 
 from harness.server import ROOT, free_port
 from offcluster.config import Ports
+from offcluster.grafana import INSTALL_HINT, PROMETHEUS_DATASOURCE, dashboards
 from offcluster.manifests import one, render
 from offcluster.process_group import group_alive
 from offcluster.stack import Stack
@@ -135,6 +136,30 @@ def test_prometheus_discovers_the_app_with_the_operators_labels(stack):
     pools = {t["scrapePool"] for t in targets["activeTargets"]}
     name = monitor["metadata"]
     assert pools == {f"serviceMonitor/{name['namespace']}/{name['name']}/0"}
+
+
+def test_the_dashboard_is_served_by_grafana_or_one_line_says_how_to_get_it(stack):
+    if stack.grafana is None:
+        assert stack.notes == [INSTALL_HINT]
+        return
+    # Only where Grafana is installed (not on this project's build machines): anonymous, read-only, provisioned.
+    assert stack.notes == []
+    base = stack.urls["grafana"]
+    for uid in dashboards():
+        assert requests.get(f"{base}/api/dashboards/uid/{uid}", timeout=10).status_code == 200, uid
+    settings = requests.get(f"{base}/api/frontend/settings", timeout=10).json()
+    assert PROMETHEUS_DATASOURCE["uid"] in {d.get("uid") for d in settings["datasources"].values()}
+    body = {
+        "queries": [{"refId": "A", "datasource": {"uid": PROMETHEUS_DATASOURCE["uid"]}, "expr": "up", "instant": True}],
+        "from": "now-5m",
+        "to": "now",
+    }
+    answer = requests.post(f"{base}/api/ds/query", json=body, timeout=10)
+    assert answer.status_code == 200 and answer.json()["results"]["A"]["frames"], answer.text[:500]
+    assert requests.post(f"{base}/api/dashboards/db", json={"dashboard": {"title": "x"}}, timeout=10).status_code in (
+        401,
+        403,
+    )
 
 
 def test_prometheus_counts_what_locust_sent(stack, tmp_path):
@@ -252,7 +277,7 @@ def test_alert_panels_show_the_firing_alert(stack):
 
 def test_down_leaves_no_process_behind(stack):
     pids = stack.running()
-    assert set(pids) == {"webhook", "alertmanager", "prometheus"}  # the app was stopped above
+    assert set(pids) - {"grafana"} == {"webhook", "alertmanager", "prometheus"}  # the app was stopped above
     result = subprocess.run(
         [sys.executable, "-m", "offcluster", "down"],
         cwd=ROOT, env={**os.environ, "STATE_DIR": str(stack.state)}, capture_output=True, text=True, timeout=60,
