@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from offcluster.durations import seconds
 from offcluster.helm import HELMFILE, chart_values
 from offcluster.manifests import Obj, RenderError, rule_groups
 from offcluster.scrape import scrape_configs
@@ -96,17 +97,21 @@ def build(
     values = chart_values(helmfile)
     spec = (values.get("prometheus") or {}).get("prometheusSpec") or {}
     evaluation = evaluation_interval or spec.get("evaluationInterval") or "30s"
+    # The operator's global section: the Prometheus object's interval, and its timeout only when set.
+    interval = scrape_interval or spec.get("scrapeInterval") or "30s"
+    global_ = {"scrape_interval": interval}
+    if spec.get("scrapeTimeout"):
+        global_["scrape_timeout"] = min(spec["scrapeTimeout"], interval, key=seconds)
     prometheus = {
-        "global": {
-            "scrape_interval": scrape_interval or spec.get("scrapeInterval") or "30s",
-            "evaluation_interval": evaluation,
-        },
+        "global": {**global_, "evaluation_interval": evaluation},
         "rule_files": [str(rules_file)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}]},
         "scrape_configs": scrape_configs(
             objects,
             port_map=port_map(objects, ports),
             interval=scrape_interval,
+            # The Prometheus object's podTargetLabels apply to every ServiceMonitor, after each one's own.
+            pod_target_labels=spec.get("podTargetLabels") or (),
         ),
     }
     return StackConfig(

@@ -114,8 +114,11 @@ def _copied_labels(kind: str, keys: Iterable[str]) -> list[dict[str, Any]]:
     ]
 
 
-def operator_relabelings(target: Target) -> list[dict[str, Any]]:
-    """The relabel_configs the operator generates for a ServiceMonitor endpoint (EndpointSlice role)."""
+def operator_relabelings(target: Target, pod_target_labels: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The relabel_configs the operator generates for a ServiceMonitor endpoint (EndpointSlice role).
+
+    `pod_target_labels`: the Prometheus object's own podTargetLabels, which the operator appends to each
+    ServiceMonitor's."""
     spec, endpoint = target.monitor["spec"], target.endpoint
     slice_ = "__meta_kubernetes_endpointslice"
     rules: list[dict[str, Any]] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
@@ -149,7 +152,7 @@ def operator_relabelings(target: Target) -> list[dict[str, Any]]:
             {"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"}
         )
     rules += _copied_labels("service", spec.get("targetLabels") or [])
-    rules += _copied_labels("pod", spec.get("podTargetLabels") or [])
+    rules += _copied_labels("pod", [*(spec.get("podTargetLabels") or []), *pod_target_labels])
     rules.append({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job", "replacement": "${1}"})
     if spec.get("jobLabel"):
         rules += [
@@ -165,7 +168,7 @@ def operator_relabelings(target: Target) -> list[dict[str, Any]]:
     return rules
 
 
-def _job(target: Target) -> dict[str, Any]:
+def _job(target: Target, pod_target_labels: Iterable[str]) -> dict[str, Any]:
     """The scrape job's settings, each only where the ServiceMonitor sets it, as the operator writes them."""
     endpoint = target.endpoint
     job: dict[str, Any] = {"job_name": target.job_name, "honor_labels": bool(endpoint.get("honorLabels", False))}
@@ -178,7 +181,7 @@ def _job(target: Target) -> dict[str, Any]:
     if endpoint.get("scheme"):
         job["scheme"] = str(endpoint["scheme"]).lower()
     job["static_configs"] = []
-    job["relabel_configs"] = operator_relabelings(target)
+    job["relabel_configs"] = operator_relabelings(target, pod_target_labels)
     if endpoint.get("metricRelabelings"):
         job["metric_relabel_configs"] = [relabel_config(r) for r in endpoint["metricRelabelings"]]
     return job
@@ -189,17 +192,19 @@ def scrape_configs(
     host: str = "127.0.0.1",
     port_map: Mapping[int, int] | None = None,
     interval: str | None = None,
+    pod_target_labels: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """One Prometheus scrape job per ServiceMonitor endpoint.
 
     `port_map` maps a container port to the local port its process listens on (tests run on free ports);
-    `interval` overrides the declared one (tests compress time). Everything else comes from the manifests.
+    `interval` overrides the declared one (tests compress time); `pod_target_labels` are the Prometheus
+    object's (prometheusSpec.podTargetLabels). Everything else comes from the manifests.
     """
     objects = list(objects)
     check_supported(objects)
     jobs: dict[str, dict[str, Any]] = {}
     for target in targets(objects):
-        job = jobs.setdefault(target.job_name, _job(target))
+        job = jobs.setdefault(target.job_name, _job(target, pod_target_labels))
         if interval:
             job["scrape_interval"] = interval
             if "scrape_timeout" in job and seconds(interval) < seconds(job["scrape_timeout"]):

@@ -77,6 +77,7 @@ def test_the_provider_is_the_sidecars_reading_the_dashboards_the_configmap_ships
     )
     assert provider["disableDeletion"] == chart["disableDelete"]
     assert provider["allowUiUpdates"] == chart["allowUiUpdates"]
+    assert provider["updateIntervalSeconds"] == (chart.get("updateIntervalSeconds") or 30)  # the template's default
     assert provider["options"]["foldersFromFilesStructure"] == chart["foldersFromFilesStructure"]
     # Instead of the folder the sidecar fills from ConfigMaps, the directory the ConfigMap is generated from.
     path = Path(provider["options"]["path"])

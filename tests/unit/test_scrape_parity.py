@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offcluster.manifests import RenderError, one, render
+from offcluster.config import Ports, build
+from offcluster.manifests import ROOT, RenderError, one, render
 from offcluster.scrape import scrape_configs
 from offcluster.targets import LOCAL_IP, node_name
 
@@ -36,9 +37,9 @@ def _changed(objects, monitor_spec=None, endpoint=None, pod_labels=None):
     return changed
 
 
-def final_labels(objects, tmp_path: Path) -> dict[str, str]:
+def final_labels(objects, tmp_path: Path, **options) -> dict[str, str]:
     """The labels Prometheus gives the job's one target after relabelling (what `/api/v1/targets` shows)."""
-    jobs = scrape_configs(objects)
+    jobs = scrape_configs(objects, **options)
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "30s"}, "scrape_configs": jobs}))
     result = subprocess.run(
@@ -63,15 +64,36 @@ def test_todays_servicemonitor_gets_the_operators_labels(objects, tmp_path):
 def test_target_labels_and_pod_target_labels_are_copied(objects, tmp_path):
     # The operator copies each named Service label (targetLabels) and pod label (podTargetLabels), with the
     # key sanitised into a label name, onto every series of the target.
+    # The Prometheus object's own podTargetLabels (prometheusSpec) are appended to every ServiceMonitor's.
     changed = _changed(
         objects,
         monitor_spec={"targetLabels": ["app.kubernetes.io/component"], "podTargetLabels": ["team", "absent"]},
-        pod_labels={"team": "ml"},
+        pod_labels={"team": "ml", "example.com/tier": "gold"},
     )
-    labels = final_labels(changed, tmp_path)
+    labels = final_labels(changed, tmp_path, pod_target_labels=["example.com/tier"])
     assert labels["app_kubernetes_io_component"] == "model-server"
-    assert labels["team"] == "ml"
+    assert labels["team"] == "ml" and labels["example_com_tier"] == "gold"
     assert "absent" not in labels  # regex (.+): a label the pod lacks adds nothing
+
+
+def test_the_prometheus_objects_pod_target_labels_and_timeout_come_from_the_helm_values(objects, tmp_path):
+    helmfile = tmp_path / "helmfile.yaml"
+    extra = {"prometheus": {"prometheusSpec": {"podTargetLabels": ["team"], "scrapeTimeout": "20s"}}}
+    release = {"name": "kps", "chart": "prometheus-community/kube-prometheus-stack"}
+    release["values"] = [str(ROOT / "values" / "kube-prometheus-stack.yaml"), extra]
+    helmfile.write_text(yaml.safe_dump({"releases": [release]}))
+    built = build(objects, Ports(), tmp_path / "rules.yaml", helmfile=helmfile)
+    assert built.prometheus["global"]["scrape_timeout"] == "20s"
+    team = {
+        "source_labels": ["__meta_kubernetes_pod_label_team"],
+        "target_label": "team",
+        "regex": "(.+)",
+        "replacement": "${1}",
+    }
+    assert team in built.prometheus["scrape_configs"][0]["relabel_configs"]
+    # A compressed interval caps the global timeout, which Prometheus would otherwise refuse.
+    fast = build(objects, Ports(), tmp_path / "rules.yaml", scrape_interval="1s", helmfile=helmfile)
+    assert fast.prometheus["global"]["scrape_timeout"] == "1s"
 
 
 @needs_promtool
