@@ -17,6 +17,7 @@ from offcluster.config import Ports
 from offcluster.helm import CHART_VALUES, GRAFANA_CHART_VALUES, chart_values, helm_merge
 from offcluster.manifests import MANIFESTS, ROOT
 from offcluster.stack import Stack, StackError
+from offcluster.supervisor import NotReady
 
 PROMETHEUS_URL, ALERTMANAGER_URL = "http://127.0.0.1:19090", "http://127.0.0.1:19093"
 
@@ -32,12 +33,13 @@ def _yaml(path: Path) -> dict:
 
 
 def _fake_grafana(root: Path, name: str = "grafana") -> Path:
-    """A Grafana install layout (bin/<name>, conf/defaults.ini) with an empty executable: found, never run."""
+    """A Grafana install layout (bin/<name>, conf/defaults.ini) whose executable only records the arguments it
+    was given and fails: it lets `find` locate it and shows what the stack would run, and serves nothing."""
     (root / "bin").mkdir(parents=True)
     (root / "conf").mkdir()
     (root / "conf" / "defaults.ini").write_text("")
     executable = root / "bin" / name
-    executable.write_text("#!/bin/sh\nexit 1\n")
+    executable.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {root / 'argv'}\nexit 1\n")
     executable.chmod(0o755)
     return executable
 
@@ -129,6 +131,17 @@ def test_the_stack_runs_the_grafana_it_finds_on_its_port(tmp_path, monkeypatch):
     )
     assert service.ready_url == "http://127.0.0.1:13001/api/health" and service.ports == (13001,)
     assert stack.urls["dashboard wine-classifier"] == "http://127.0.0.1:13001/d/wine-classifier"
+    # Started the way the stack starts every process: it gets exactly that command line, and the files it names.
+    stack.write_config()
+    with pytest.raises(NotReady, match="grafana did not become ready"):
+        stack.supervisor.start(service, timeout=5)
+    argv = (tmp_path / "grafana" / "argv").read_text().splitlines()
+    assert argv == service.command[1:]
+    config = Path(argv[argv.index("--config") + 1])
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(config)
+    assert ini["server"]["http_port"] == "13001"
+    assert (Path(ini["paths"]["provisioning"]) / "datasources" / "datasource.yaml").is_file()
     monkeypatch.setenv("GRAFANA_HOME", str(tmp_path / "nothing"))
     with pytest.raises(StackError, match="GRAFANA_HOME"):
         Stack(tmp_path / "state", Ports())
