@@ -146,7 +146,7 @@ def operator_relabelings(target: Target, pod_target_labels: Iterable[str] = ()) 
         {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
         {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
         {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
-    ]  # fmt: skip
+    ]
     if endpoint.get("filterRunning", True):
         rules.append(
             {"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"}
@@ -155,14 +155,8 @@ def operator_relabelings(target: Target, pod_target_labels: Iterable[str] = ()) 
     rules += _copied_labels("pod", [*(spec.get("podTargetLabels") or []), *pod_target_labels])
     rules.append({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job", "replacement": "${1}"})
     if spec.get("jobLabel"):
-        rules += [
-            {
-                "source_labels": [f"__meta_kubernetes_service_label_{label_name(spec['jobLabel'])}"],
-                "target_label": "job",
-                "regex": "(.+)",
-                "replacement": "${1}",
-            }
-        ]
+        # The Service's label named by jobLabel, when the Service has it, replaces the name-derived job.
+        rules += [{**rule, "target_label": "job"} for rule in _copied_labels("service", [spec["jobLabel"]])]
     rules.append({"target_label": "endpoint", "replacement": str(endpoint.get("port") or endpoint["targetPort"])})
     rules += [relabel_config(r) for r in endpoint.get("relabelings") or []]
     return rules

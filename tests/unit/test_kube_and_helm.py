@@ -46,13 +46,13 @@ def test_helm_merge_maps_merge_lists_replace_and_null_deletes():
 
 
 def test_chart_values_merge_the_helmfiles_entries_in_order(tmp_path):
-    (tmp_path / "base.yaml").write_text("grafana:\n  enabled: true\n  adminPassword: x\nalertmanager: {}\n")
+    (tmp_path / "base.yaml").write_text("grafana:\n  enabled: true\n  replicas: 2\nalertmanager: {}\n")
     helmfile = tmp_path / "helmfile.yaml"
     helmfile.write_text(
         "releases:\n"
         "  - name: other\n    chart: somewhere/other\n"
         "  - name: kps\n    chart: prometheus-community/kube-prometheus-stack\n"
-        "    values:\n      - base.yaml\n      - grafana:\n          adminPassword: null\n"
+        "    values:\n      - base.yaml\n      - grafana:\n          replicas: null\n"
     )
     assert release(helmfile)["name"] == "kps"
     assert chart_values(helmfile) == {"grafana": {"enabled": True}, "alertmanager": {}}
