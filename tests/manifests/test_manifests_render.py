@@ -124,3 +124,23 @@ def test_labels_not_common_labels_and_selectors_untouched(base_objects, top_obje
     added = one(top_objects, "Service")["metadata"]["labels"]
     assert added.get("app.kubernetes.io/managed-by") == "kustomize"
     assert added.get("app.kubernetes.io/part-of") == "ml-observability"
+
+
+USER_COMMANDS = ["helmfile sync", "kubectl apply -k manifests", "locust -f loadtest/locustfile.py"]
+
+
+def _commands(block: str) -> list[str]:
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+
+
+def test_the_docs_lead_with_the_users_three_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## On a cluster") :]
+    first_block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert _commands(first_block) == USER_COMMANDS
+    guide = (ROOT / "docs" / "cluster.md").read_text()
+    assert _commands(guide.split("```sh\n", 1)[1].split("```", 1)[0]) == USER_COMMANDS
+    # Every `kubectl apply|delete -k` in the docs names a kustomization that exists.
+    for doc in (*DOCS, ROOT / "helmfile.yaml"):
+        for target in re.findall(r"kubectl (?:apply|delete) -k ([\w./-]+)", doc.read_text()):
+            assert (ROOT / target / "kustomization.yaml").is_file(), (doc.name, target)
