@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             running = stack.running()
             for name in ("webhook", "alertmanager", "app", "prometheus", "grafana"):
-                print(f"{name:>12}: " + (f"running (pid {running[name]})" if name in running else "stopped"))
+                state = f"running (pid {running[name]})" if name in running else "stopped"
+                if name == "grafana" and stack.grafana is None:
+                    state = "not installed"
+                print(f"{name:>12}: {state}")
         elif args.command == "demo":
             return run_demo(stack, args.duration, args.drift)
     except (StackError, RenderError) as exc:
