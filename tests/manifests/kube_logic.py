@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from offcluster.helm import CHART
 from offcluster.kube import Labels, selector_matches
 
 Obj = dict[str, Any]
@@ -71,7 +72,7 @@ def unknown_keys(
 # ---- kube-prometheus-stack --------------------------------------------------------------------------------
 
 
-def chart_fullname(release: str, values: Mapping[str, Any], chart: str = "kube-prometheus-stack") -> str:
+def chart_fullname(release: str, values: Mapping[str, Any], chart: str = CHART) -> str:
     """`kube-prometheus-stack.fullname` from the chart's _helpers.tpl."""
     if values.get("fullnameOverride"):
         return str(values["fullnameOverride"])[:26].rstrip("-")
