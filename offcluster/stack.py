@@ -215,7 +215,8 @@ class Stack:
                 if service.name == "grafana":
                     # The dashboard is a view on the rest: without it the stack is still whole.
                     self.supervisor.stop("grafana")
-                    self.notes.append(f"grafana: did not start, the stack runs without it. {exc}")
+                    self.grafana = None
+                    self.notes.append(f"grafana: did not start (see {exc.log}); the stack runs without it")
                     continue
                 self._down()
                 raise StackError(str(exc)) from None

@@ -32,6 +32,7 @@ class Service:
 
 class NotReady(RuntimeError):
     def __init__(self, service: Service, log: Path) -> None:
+        self.service, self.log = service, log
         tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
         super().__init__(
             f"{service.name} did not become ready at {service.ready_url} (see {log}):\n  " + "\n  ".join(tail)
