@@ -3,7 +3,8 @@
 #   make test   # every test: unit, manifests, rules, dashboard, end-to-end
 #
 # Ports: APP_PORT and METRICS_PORT (default: what manifests/deployment.yaml declares, 8000 and 9100),
-# PROMETHEUS_PORT (9090), ALERTMANAGER_PORT (9093), WEBHOOK_PORT (9095). State: STATE_DIR (.state/).
+# PROMETHEUS_PORT (9090), ALERTMANAGER_PORT (9093), WEBHOOK_PORT (9095), GRAFANA_PORT (3000, used when Grafana
+# is installed: `grafana` / `grafana-server` on PATH, or GRAFANA_HOME). State: STATE_DIR (.state/).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,15 +12,16 @@ BIN := $(VENV)/bin
 PROMETHEUS_PORT ?= 9090
 ALERTMANAGER_PORT ?= 9093
 WEBHOOK_PORT ?= 9095
+GRAFANA_PORT ?= 3000
 STATE_DIR ?= .state
 DEMO_DURATION ?= 3m
-export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT STATE_DIR DEMO_DURATION
+export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAFANA_PORT STATE_DIR DEMO_DURATION
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help deps venv model demo up down status test test-fast bench lint dashboard clean
 
-help:
+help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml requirements.lock
@@ -48,7 +50,7 @@ deps: ## install Prometheus and Alertmanager (Debian packages) if they are missi
 model: venv ## train the model into ./model
 	$(BIN)/python -m app.train --out model
 
-demo: venv deps ## run the stack, drive locust traffic, print URLs and a summary; Ctrl-C stops everything (DRIFT=1: drifted inputs too)
+demo: venv deps ## run the stack (Grafana too when installed), drive locust traffic, print URLs and a summary; Ctrl-C stops everything (DRIFT=1: drifted inputs too)
 	$(BIN)/python -m offcluster demo $(if $(DRIFT),--drift)
 
 up: venv deps ## start the stack detached
@@ -57,7 +59,7 @@ up: venv deps ## start the stack detached
 down: ## stop everything `make up` / `make demo` started
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m offcluster down; else echo "nothing to stop (no $(VENV))"; fi
 
-status: venv
+status: venv ## which of the stack's processes are running
 	$(BIN)/python -m offcluster status
 
 test: venv deps ## every test (the README's test command; CI runs it)
@@ -79,5 +81,5 @@ lint: venv ## ruff, yamllint, hadolint, and the generated dashboard is current
 dashboard: venv ## regenerate manifests/dashboards/*.json from the dashboard package
 	$(BIN)/python -m dashboard
 
-clean: down
+clean: down ## stop the stack, then delete its state (STATE_DIR) and the trained model
 	rm -rf $(STATE_DIR) model

@@ -1,6 +1,6 @@
 """Traffic that looks like the model's real clients.
 
-    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000                 # web UI on :8089
+    locust -f loadtest/locustfile.py                                            # web UI on :8089, app on :8000
     locust --config loadtest/locust.conf                                        # headless, CSV + HTML reports
     locust --config loadtest/locust.conf --drift-features proline,alcohol        # drifted inputs
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 
 import numpy as np
@@ -71,6 +72,8 @@ def drift_vector(options) -> np.ndarray:
 class ModelClient(FastHttpUser):
     """One client application: mostly predictions, sometimes a bad request or a metadata read."""
 
+    # The app where `make up` (APP_PORT) or the README's port-forward (8000) puts it; --host overrides.
+    host = f"http://127.0.0.1:{os.environ.get('APP_PORT') or 8000}"
     wait_time = staticmethod(lambda: random.expovariate(4.0))  # ~4 requests/s per user, Poisson-like
 
     def on_start(self) -> None:

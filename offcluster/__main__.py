@@ -6,8 +6,9 @@
     python -m offcluster demo     # up, drive locust traffic, print URLs and a summary, Ctrl-C stops all
     python -m offcluster config   # only write the generated config files
 
-Ports come from APP_PORT, METRICS_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT, WEBHOOK_PORT; state (configs,
-data, logs, pids, model) lives under STATE_DIR (default .state/).
+Ports come from APP_PORT, METRICS_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT, WEBHOOK_PORT, GRAFANA_PORT;
+state (configs, data, logs, pids, model) lives under STATE_DIR (default .state/). Grafana runs when it is
+installed (`grafana` / `grafana-server` on PATH, or GRAFANA_HOME).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def stack_from_env() -> Stack:
         prometheus=_port("PROMETHEUS_PORT", 9090) or 9090,
         alertmanager=_port("ALERTMANAGER_PORT", 9093) or 9093,
         webhook=_port("WEBHOOK_PORT", 9095) or 9095,
+        grafana=_port("GRAFANA_PORT", 3000) or 3000,
     )
     return Stack(
         Path(os.environ.get("STATE_DIR", ROOT / ".state")),
@@ -57,33 +59,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", default=os.environ.get("DEMO_DURATION", "3m"), help="demo: locust run time")
     parser.add_argument("--drift", action="store_true", help="demo: send drifted traffic too")
     args = parser.parse_args(argv)
-    stack = stack_from_env()
     # Ctrl-C and `kill` both end in `down` for the demo; for `up` the processes are meant to outlive us.
     signal.signal(signal.SIGTERM, _interrupt)
     # A shell that starts us in the background leaves SIGINT ignored; Ctrl-C must still stop the demo.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    stack = None
     try:
+        stack = stack_from_env()
         if args.command == "config":
             stack.state.mkdir(parents=True, exist_ok=True)
             stack.write_config()
-            print(f"wrote {stack.state}/prometheus/prometheus.yml, rules.yaml and alertmanager/alertmanager.yml")
+            print(f"wrote {stack.prometheus_file}, {stack.rules_file}, {stack.alertmanager_file}, {stack.grafana_dir}/")
         elif args.command == "up":
             for name, url in stack.up().items():
                 print(f"{name:>16}: {url}")
+            for note in stack.notes:
+                print(note)
         elif args.command == "down":
             stopped = stack.down()
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         elif args.command == "status":
             running = stack.running()
-            for name in ("webhook", "alertmanager", "app", "prometheus"):
-                print(f"{name:>12}: " + (f"running (pid {running[name]})" if name in running else "stopped"))
+            for name in ("webhook", "alertmanager", "app", "prometheus", "grafana"):
+                state = f"running (pid {running[name]})" if name in running else "stopped"
+                if name == "grafana" and stack.grafana is None:
+                    state = "not installed"
+                print(f"{name:>12}: {state}")
         elif args.command == "demo":
             return run_demo(stack, args.duration, args.drift)
     except (StackError, RenderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        if args.command == "demo":
+        if args.command == "demo" and stack is not None:
             print("\nstopping:", ", ".join(stack.down()) or "nothing was running")
         return 130
     return 0

@@ -10,17 +10,17 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from offcluster.manifests import ROOT, Obj, RenderError, rule_groups
+from offcluster.durations import seconds
+from offcluster.helm import HELMFILE, chart_values
+from offcluster.manifests import Obj, RenderError, rule_groups
 from offcluster.scrape import scrape_configs
-
-HELMFILE = ROOT / "helmfile.yaml"
-CHART = "kube-prometheus-stack"
+from offcluster.targets import targets
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,11 @@ class Ports:
     prometheus: int = 9090
     alertmanager: int = 9093
     webhook: int = 9095
+    grafana: int = 3000
 
 
 def app_container(objects: list[Obj]) -> Obj:
     """The container the ServiceMonitor's first target points at: the model server."""
-    from offcluster.scrape import targets
-
     found = targets(objects)
     if not found:
         raise RenderError("no ServiceMonitor endpoint resolves to a container")
@@ -66,39 +65,11 @@ def port_map(objects: list[Obj], ports: Ports) -> dict[int, int]:
     return {declared[name]: int(local[name]) for name in declared}
 
 
-@dataclass
+@dataclass(frozen=True)
 class StackConfig:
     prometheus: dict[str, Any]
     rules: dict[str, Any]
     alertmanager: dict[str, Any]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Helm's value merge: maps merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def chart_values(helmfile: Path = HELMFILE) -> dict[str, Any]:
-    """The values helmfile passes to the kube-prometheus-stack release (files and inline maps, in order)."""
-    if not helmfile.exists():
-        raise RenderError(f"{helmfile} is missing: it declares the kube-prometheus-stack release")
-    spec = yaml.safe_load(helmfile.read_text())
-    releases = [r for r in spec.get("releases", []) if str(r.get("chart", "")).endswith(f"/{CHART}")]
-    if len(releases) != 1:
-        raise RenderError(f"{helmfile} must declare exactly one {CHART} release, found {len(releases)}")
-    values: dict[str, Any] = {}
-    for entry in releases[0].get("values", []):
-        if isinstance(entry, str):
-            entry = yaml.safe_load((helmfile.parent / entry).read_text()) or {}
-        values = _merge(values, entry)
-    return values
 
 
 def alertmanager_config(values: dict[str, Any], webhook_url: str) -> dict[str, Any]:
@@ -126,17 +97,21 @@ def build(
     values = chart_values(helmfile)
     spec = (values.get("prometheus") or {}).get("prometheusSpec") or {}
     evaluation = evaluation_interval or spec.get("evaluationInterval") or "30s"
+    # The operator's global section: the Prometheus object's interval, and its timeout only when set.
+    interval = scrape_interval or spec.get("scrapeInterval") or "30s"
+    global_ = {"scrape_interval": interval}
+    if spec.get("scrapeTimeout"):
+        global_["scrape_timeout"] = min(spec["scrapeTimeout"], interval, key=seconds)
     prometheus = {
-        "global": {
-            "scrape_interval": scrape_interval or spec.get("scrapeInterval") or "30s",
-            "evaluation_interval": evaluation,
-        },
+        "global": {**global_, "evaluation_interval": evaluation},
         "rule_files": [str(rules_file)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}]},
         "scrape_configs": scrape_configs(
             objects,
             port_map=port_map(objects, ports),
             interval=scrape_interval,
+            # The Prometheus object's podTargetLabels apply to every ServiceMonitor, after each one's own.
+            pod_target_labels=spec.get("podTargetLabels") or (),
         ),
     }
     return StackConfig(
@@ -144,3 +119,13 @@ def build(
         rules=rule_groups(objects),
         alertmanager=alertmanager_config(values, f"http://127.0.0.1:{ports.webhook}"),
     )
+
+
+def write(built: StackConfig, prometheus_file: Path, rules_file: Path, alertmanager_file: Path) -> None:
+    for path, content in (
+        (prometheus_file, built.prometheus),
+        (rules_file, built.rules),
+        (alertmanager_file, built.alertmanager),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(content, sort_keys=False))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from offcluster.durations import seconds
 from offcluster.manifests import ROOT
-from offcluster.scrape import seconds
 from offcluster.stack import Stack
 
 
@@ -50,6 +50,8 @@ def run_demo(stack: Stack, duration: str, drift: bool) -> int:
     for name, url in urls.items():
         print(f"  {name:>16}: {url}")
     print(f"  {'targets':>16}: {urls['prometheus']}/classic/targets")
+    for note in stack.notes:
+        print(note)
     total = int(seconds(duration))
     # With drift, the second half of the run shifts two features: the PSI panels show the step.
     phases = [("report", total, ())] if not drift else [
@@ -61,8 +63,9 @@ def run_demo(stack: Stack, duration: str, drift: bool) -> int:
         result = subprocess.run(command, cwd=ROOT, check=False)
         print(f"locust exited with {result.returncode}")
     # The last requests reach Prometheus with the next scrape.
-    jobs = yaml.safe_load((stack.state / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
-    time.sleep(max(seconds(job["scrape_interval"]) for job in jobs) + 1)
+    config = yaml.safe_load(stack.prometheus_file.read_text())
+    default = config["global"]["scrape_interval"]
+    time.sleep(max(seconds(job.get("scrape_interval", default)) for job in config["scrape_configs"]) + 1)
     print("\nWhat Prometheus scraped:")
     print("\n".join(summary(urls["prometheus"])) or "  (nothing yet: wait one scrape interval)")
     print("\nThe stack keeps running: open the URLs above. Ctrl-C stops everything.", flush=True)

@@ -35,10 +35,12 @@ def of_kind(objects: Iterable[Obj], kind: str) -> list[Obj]:
     return [o for o in objects if o.get("kind") == kind]
 
 
-def one(objects: Iterable[Obj], kind: str) -> Obj:
-    found = of_kind(objects, kind)
+def one(objects: Iterable[Obj], kind: str, name: str | None = None) -> Obj:
+    """The one object of `kind` (named `name`, when given); anything else is a RenderError."""
+    found = [o for o in of_kind(objects, kind) if name is None or o["metadata"]["name"] == name]
     if len(found) != 1:
-        raise RenderError(f"expected exactly one {kind} in the manifests, found {len(found)}")
+        named = f" named {name}" if name else ""
+        raise RenderError(f"expected exactly one {kind}{named} in the manifests, found {len(found)}")
     return found[0]
 
 

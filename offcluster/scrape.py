@@ -1,206 +1,184 @@
-"""ServiceMonitors turned into Prometheus scrape jobs, the way prometheus-operator turns them.
+"""ServiceMonitors turned into Prometheus scrape jobs, the way prometheus-operator v0.93 turns them.
 
-The operator discovers Services through Kubernetes service discovery and relabels the discovered
-`__meta_kubernetes_*` labels into `job`, `namespace`, `service`, `pod`, `container` and `endpoint`.
-Without a cluster there is nothing to discover, so each target is written as a static target that
-carries the same meta labels a cluster would give it, and the job keeps the operator's relabelling:
-the labels Prometheus ends up with are produced by the same rules, not typed in here.
+The job follows `generateServiceMonitorConfig` in the operator's pkg/prometheus/promcfg.go: the same job name,
+the same relabelling rules in the same order (service selector, port filter, namespace/service/pod/container,
+running filter, targetLabels, podTargetLabels, job, endpoint, then the user's relabelings), and only the
+fields the ServiceMonitor sets (an unset interval or timeout is left to Prometheus). Discovery is replaced by
+static targets that carry the meta labels a cluster would give them (`offcluster.targets`), so the labels
+Prometheus ends up with are produced by the operator's rules, not typed in here. Left out: the sharding
+rules (one shard keeps every target and adds no label).
+
+A ServiceMonitor field the local stack does not reproduce is refused with its name, never ignored.
 """
 
 from __future__ import annotations
 
-import re
-import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from offcluster.durations import seconds
 from offcluster.manifests import Obj, RenderError, of_kind
+from offcluster.targets import Target, label_name, meta_labels, targets
+
+# Fields reproduced exactly; any other field of a ServiceMonitor is refused (`unsupported_fields`).
+SPEC_FIELDS = {"selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels", "podTargetLabels"}
+SELECTOR_FIELDS = {"matchLabels", "matchExpressions"}
+NAMESPACE_SELECTOR_FIELDS = {"any", "matchNames"}
+ENDPOINT_FIELDS = {
+    "port", "targetPort", "path", "scheme", "params", "interval", "scrapeTimeout", "honorLabels", "honorTimestamps",
+    "filterRunning", "relabelings", "metricRelabelings",
+}  # fmt: skip
+RELABEL_FIELDS = {"sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement", "action"}
 
 
-@dataclass(frozen=True)
-class Target:
-    """One scrape target as a cluster would discover it: a container port behind a Service port."""
-
-    job_name: str
-    namespace: str
-    service: Obj
-    service_port: Obj
-    deployment: Obj
-    container: Obj
-    container_port: int
-    endpoint: Obj
-
-    @property
-    def pod_name(self) -> str:
-        # Pods are named after their ReplicaSet in a cluster; locally there is one "pod" on this host.
-        return f"{self.deployment['metadata']['name']}-local-{socket.gethostname().split('.')[0]}"
-
-
-def seconds(duration: str) -> float:
-    """A Prometheus duration such as `15s`, `1m30s` or `2h`, in seconds."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        raise ValueError(f"not a Prometheus duration: {duration!r}")
-    return sum(int(n) * units[u] for n, u in parts)
-
-
-def _label_name(key: str) -> str:
-    # Kubernetes SD sanitises label keys the same way: every character outside [a-zA-Z0-9_] becomes "_".
-    return re.sub(r"[^a-zA-Z0-9_]", "_", key)
-
-
-def _matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and labels.get(key) in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
-
-
-def _namespaces(monitor: Obj) -> set[str] | None:
-    """The namespaces a ServiceMonitor looks in; None means all."""
-    selector = monitor["spec"].get("namespaceSelector") or {}
-    if selector.get("any"):
-        return None
-    return set(selector.get("matchNames") or [monitor["metadata"]["namespace"]])
-
-
-def targets(objects: Iterable[Obj]) -> list[Target]:
-    """Every (ServiceMonitor endpoint, Service, container port) the operator would scrape."""
-    objects = list(objects)
-    services = of_kind(objects, "Service")
-    deployments = of_kind(objects, "Deployment")
-    found: list[Target] = []
-    for monitor in of_kind(objects, "ServiceMonitor"):
-        ns, name = monitor["metadata"]["namespace"], monitor["metadata"]["name"]
-        namespaces = _namespaces(monitor)
-        selected = [
-            s
-            for s in services
-            if (namespaces is None or s["metadata"]["namespace"] in namespaces)
-            and _matches(monitor["spec"]["selector"], s["metadata"].get("labels") or {})
-        ]
-        if not selected:
-            raise RenderError(
-                f"ServiceMonitor {ns}/{name} selects no Service: make spec.selector match a Service's labels "
-                f"in {sorted(namespaces) if namespaces else 'any namespace'}"
-            )
-        for index, endpoint in enumerate(monitor["spec"]["endpoints"]):
-            for service in selected:
-                found.append(_resolve(f"serviceMonitor/{ns}/{name}/{index}", monitor, endpoint, service, deployments))
+def unsupported_fields(monitor: Obj) -> list[str]:
+    """Dotted paths of the fields of `monitor` the local stack would not reproduce."""
+    spec = monitor.get("spec") or {}
+    found = [f"spec.{k}" for k in spec if k not in SPEC_FIELDS]
+    found += [f"spec.selector.{k}" for k in spec.get("selector") or {} if k not in SELECTOR_FIELDS]
+    found += [
+        f"spec.namespaceSelector.{k}" for k in spec.get("namespaceSelector") or {} if k not in NAMESPACE_SELECTOR_FIELDS
+    ]
+    for i, endpoint in enumerate(spec.get("endpoints") or []):
+        found += [f"spec.endpoints[{i}].{k}" for k in endpoint if k not in ENDPOINT_FIELDS]
+        for key in ("relabelings", "metricRelabelings"):
+            for j, rule in enumerate(endpoint.get(key) or []):
+                found += [f"spec.endpoints[{i}].{key}[{j}].{k}" for k in rule if k not in RELABEL_FIELDS]
     return found
 
 
-def _resolve(job: str, monitor: Obj, endpoint: Obj, service: Obj, deployments: list[Obj]) -> Target:
-    port_name = endpoint.get("port")
-    if not port_name:
-        raise RenderError(f"{job}: the endpoint must name a Service port (`port: <name>`), not a number")
-    service_port = next((p for p in service["spec"]["ports"] if p.get("name") == port_name), None)
-    if service_port is None:
-        raise RenderError(f"{job}: Service {service['metadata']['name']} has no port named {port_name!r}")
-    target_port = service_port.get("targetPort", service_port["port"])
-    pods = [
-        d
-        for d in deployments
-        if d["metadata"]["namespace"] == service["metadata"]["namespace"]
-        and _matches({"matchLabels": service["spec"]["selector"]}, d["spec"]["template"]["metadata"]["labels"])
-    ]
-    if not pods:
-        raise RenderError(f"{job}: Service {service['metadata']['name']} selects no Deployment's pods")
-    for deployment in pods:
-        for container in deployment["spec"]["template"]["spec"]["containers"]:
-            for port in container.get("ports") or []:
-                if target_port in (port.get("name"), port["containerPort"]):
-                    return Target(
-                        job, service["metadata"]["namespace"], service, service_port, deployment, container,
-                        port["containerPort"], endpoint,
-                    )  # fmt: skip
-    raise RenderError(f"{job}: no container port matches targetPort {target_port!r} of port {port_name!r}")
+def check_supported(objects: Iterable[Obj]) -> None:
+    for monitor in of_kind(objects, "ServiceMonitor"):
+        fields = unsupported_fields(monitor)
+        if fields:
+            meta = monitor["metadata"]
+            raise RenderError(
+                f"ServiceMonitor {meta.get('namespace')}/{meta['name']}: {', '.join(fields)} is not reproduced by "
+                "the local stack (offcluster/scrape.py lists what is); remove it to run locally"
+            )
 
 
-def _relabel(rule: Mapping[str, Any]) -> dict[str, Any]:
-    """A ServiceMonitor relabeling (camelCase) as a Prometheus relabel_config (snake_case)."""
-    names = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
-    out = {names.get(k, k): v for k, v in rule.items()}
-    if "action" in out:
-        out["action"] = out["action"].lower()
+def relabel_config(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A ServiceMonitor relabeling (camelCase) as the operator writes it (generateRelabelConfig): empty fields
+    left out, except `separator` and `replacement`, which count once set, even to ""."""
+    out: dict[str, Any] = {}
+    if rule.get("sourceLabels"):
+        out["source_labels"] = rule["sourceLabels"]
+    if rule.get("separator") is not None:
+        out["separator"] = rule["separator"]
+    if rule.get("targetLabel"):
+        out["target_label"] = rule["targetLabel"]
+    if rule.get("regex"):
+        out["regex"] = rule["regex"]
+    if rule.get("modulus"):
+        out["modulus"] = rule["modulus"]
+    if rule.get("replacement") is not None:
+        out["replacement"] = rule["replacement"]
+    if rule.get("action"):
+        out["action"] = str(rule["action"]).lower()
     return out
 
 
-def meta_labels(target: Target) -> dict[str, str]:
-    """The `__meta_kubernetes_*` labels that EndpointSlice discovery gives this target in a cluster."""
-    labels = {
-        "__meta_kubernetes_namespace": target.namespace,
-        "__meta_kubernetes_service_name": target.service["metadata"]["name"],
-        "__meta_kubernetes_endpointslice_port_name": target.service_port["name"],
-        "__meta_kubernetes_endpointslice_address_target_kind": "Pod",
-        "__meta_kubernetes_endpointslice_address_target_name": target.pod_name,
-        "__meta_kubernetes_pod_name": target.pod_name,
-        "__meta_kubernetes_pod_container_name": target.container["name"],
-        "__meta_kubernetes_pod_container_port_name": target.service_port["name"],
-        "__meta_kubernetes_pod_phase": "Running",
-    }
-    for key, value in (target.service["metadata"].get("labels") or {}).items():
-        labels[f"__meta_kubernetes_service_label_{_label_name(key)}"] = value
-        labels[f"__meta_kubernetes_service_labelpresent_{_label_name(key)}"] = "true"
-    return labels
+def _service_selector_rules(selector: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def sources(key: str) -> list[str]:
+        name = label_name(key)
+        return [f"__meta_kubernetes_service_label_{name}", f"__meta_kubernetes_service_labelpresent_{name}"]
+
+    rules = []
+    match_labels = selector.get("matchLabels") or {}
+    for key in sorted(match_labels):
+        rules.append({"action": "keep", "source_labels": sources(key), "regex": f"({match_labels[key]});true"})
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], "|".join(expr.get("values") or [])
+        present = [f"__meta_kubernetes_service_labelpresent_{label_name(key)}"]
+        rules.append(
+            {
+                "In": {"action": "keep", "source_labels": sources(key), "regex": f"({values});true"},
+                "NotIn": {"action": "drop", "source_labels": sources(key), "regex": f"({values});true"},
+                "Exists": {"action": "keep", "source_labels": present, "regex": "true"},
+                "DoesNotExist": {"action": "drop", "source_labels": present, "regex": "true"},
+            }[op]
+        )
+    return rules
 
 
-def operator_relabelings(monitor_selector: Mapping[str, Any], target: Target, job_label: str | None) -> list[dict]:
-    """The relabelling prometheus-operator generates for a ServiceMonitor endpoint (EndpointSlice role)."""
+def _copied_labels(kind: str, keys: Iterable[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "source_labels": [f"__meta_kubernetes_{kind}_label_{label_name(key)}"],
+            "target_label": label_name(key),
+            "regex": "(.+)",
+            "replacement": "${1}",
+        }
+        for key in keys
+    ]
+
+
+def operator_relabelings(target: Target, pod_target_labels: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The relabel_configs the operator generates for a ServiceMonitor endpoint (EndpointSlice role).
+
+    `pod_target_labels`: the Prometheus object's own podTargetLabels, which the operator appends to each
+    ServiceMonitor's."""
+    spec, endpoint = target.monitor["spec"], target.endpoint
+    slice_ = "__meta_kubernetes_endpointslice"
     rules: list[dict[str, Any]] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
-    for key, value in (monitor_selector.get("matchLabels") or {}).items():
-        name = _label_name(key)
+    rules += _service_selector_rules(spec["selector"])
+    if endpoint.get("port"):
+        rules.append({"action": "keep", "source_labels": [f"{slice_}_port_name"], "regex": endpoint["port"]})
+    else:
+        # A name keeps the container port of that name, a number the container port of that number.
+        by = "name" if isinstance(endpoint["targetPort"], str) else "number"
         rules.append(
             {
                 "action": "keep",
-                "source_labels": [
-                    f"__meta_kubernetes_service_label_{name}",
-                    f"__meta_kubernetes_service_labelpresent_{name}",
-                ],
-                "regex": f"({re.escape(value)});true",
+                "source_labels": [f"__meta_kubernetes_pod_container_port_{by}"],
+                "regex": str(endpoint["targetPort"]),
             }
         )
-    slice_ = "__meta_kubernetes_endpointslice"
+    kind_and_name = [f"{slice_}_address_target_kind", f"{slice_}_address_target_name"]
     rules += [
-        {"action": "keep", "source_labels": [f"{slice_}_port_name"], "regex": target.endpoint["port"]},
-        {
-            "source_labels": [f"{slice_}_address_target_kind", f"{slice_}_address_target_name"],
-            "separator": ";",
-            "regex": "Pod;(.*)",
-            "replacement": "${1}",
-            "target_label": "pod",
-        },
+        {"source_labels": kind_and_name, "separator": ";", "regex": f"{kind};(.*)", "replacement": "${1}",
+         "target_label": label}
+        for kind, label in (("Node", "node"), ("Pod", "pod"))
+    ]  # fmt: skip
+    rules += [
         {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
         {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
         {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
         {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
-        {"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"},
-        {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job", "replacement": "${1}"},
     ]
-    if job_label:
+    if endpoint.get("filterRunning", True):
         rules.append(
-            {
-                "source_labels": [f"__meta_kubernetes_service_label_{_label_name(job_label)}"],
-                "target_label": "job",
-                "regex": "(.+)",
-                "replacement": "${1}",
-            }
+            {"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"}
         )
-    rules.append({"target_label": "endpoint", "replacement": target.endpoint["port"]})
-    rules += [_relabel(r) for r in target.endpoint.get("relabelings") or []]
+    rules += _copied_labels("service", spec.get("targetLabels") or [])
+    rules += _copied_labels("pod", [*(spec.get("podTargetLabels") or []), *pod_target_labels])
+    rules.append({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job", "replacement": "${1}"})
+    if spec.get("jobLabel"):
+        # The Service's label named by jobLabel, when the Service has it, replaces the name-derived job.
+        rules += [{**rule, "target_label": "job"} for rule in _copied_labels("service", [spec["jobLabel"]])]
+    rules.append({"target_label": "endpoint", "replacement": str(endpoint.get("port") or endpoint["targetPort"])})
+    rules += [relabel_config(r) for r in endpoint.get("relabelings") or []]
     return rules
+
+
+def _job(target: Target, pod_target_labels: Iterable[str]) -> dict[str, Any]:
+    """The scrape job's settings, each only where the ServiceMonitor sets it, as the operator writes them."""
+    endpoint = target.endpoint
+    job: dict[str, Any] = {"job_name": target.job_name, "honor_labels": bool(endpoint.get("honorLabels", False))}
+    if endpoint.get("honorTimestamps") is not None:
+        job["honor_timestamps"] = bool(endpoint["honorTimestamps"])
+    for field, key in (("interval", "scrape_interval"), ("scrapeTimeout", "scrape_timeout"), ("path", "metrics_path"),
+                       ("params", "params")):  # fmt: skip
+        if endpoint.get(field):
+            job[key] = endpoint[field]
+    if endpoint.get("scheme"):
+        job["scheme"] = str(endpoint["scheme"]).lower()
+    job["static_configs"] = []
+    job["relabel_configs"] = operator_relabelings(target, pod_target_labels)
+    if endpoint.get("metricRelabelings"):
+        job["metric_relabel_configs"] = [relabel_config(r) for r in endpoint["metricRelabelings"]]
+    return job
 
 
 def scrape_configs(
@@ -208,38 +186,24 @@ def scrape_configs(
     host: str = "127.0.0.1",
     port_map: Mapping[int, int] | None = None,
     interval: str | None = None,
+    pod_target_labels: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """One Prometheus scrape job per ServiceMonitor endpoint.
 
     `port_map` maps a container port to the local port its process listens on (tests run on free ports);
-    `interval` overrides the declared one (tests compress time). Everything else comes from the manifests.
+    `interval` overrides the declared one (tests compress time); `pod_target_labels` are the Prometheus
+    object's (prometheusSpec.podTargetLabels). Everything else comes from the manifests.
     """
     objects = list(objects)
-    monitors = {(m["metadata"]["namespace"], m["metadata"]["name"]): m for m in of_kind(objects, "ServiceMonitor")}
+    check_supported(objects)
     jobs: dict[str, dict[str, Any]] = {}
     for target in targets(objects):
-        ns, name = target.job_name.split("/")[1:3]
-        monitor = monitors[(ns, name)]
-        endpoint = target.endpoint
-        port = (port_map or {}).get(target.container_port, target.container_port)
-        job = jobs.setdefault(
-            target.job_name,
-            {
-                "job_name": target.job_name,
-                "honor_labels": bool(endpoint.get("honorLabels", False)),
-                "scrape_interval": interval or endpoint.get("interval", "30s"),
-                "scrape_timeout": endpoint.get("scrapeTimeout", "10s"),
-                "metrics_path": endpoint.get("path", "/metrics"),
-                "scheme": endpoint.get("scheme", "http"),
-                "static_configs": [],
-                "relabel_configs": operator_relabelings(
-                    monitor["spec"]["selector"], target, monitor["spec"].get("jobLabel")
-                ),
-                "metric_relabel_configs": [_relabel(r) for r in endpoint.get("metricRelabelings") or []],
-            },
-        )
-        if interval and seconds(interval) < seconds(job["scrape_timeout"]):
-            # Prometheus refuses a timeout longer than the interval.
-            job["scrape_timeout"] = interval
+        job = jobs.setdefault(target.job_name, _job(target, pod_target_labels))
+        if interval:
+            job["scrape_interval"] = interval
+            if "scrape_timeout" in job and seconds(interval) < seconds(job["scrape_timeout"]):
+                # Prometheus refuses a timeout longer than the interval.
+                job["scrape_timeout"] = interval
+        port = (port_map or {}).get(target.port, target.port)
         job["static_configs"].append({"targets": [f"{host}:{port}"], "labels": meta_labels(target)})
     return list(jobs.values())

@@ -23,8 +23,10 @@ import yaml
 
 from harness.server import ROOT, free_port
 from offcluster.config import Ports
+from offcluster.grafana import INSTALL_HINT, PROMETHEUS_DATASOURCE, dashboards
 from offcluster.manifests import one, render
-from offcluster.stack import Stack, group_alive
+from offcluster.process_group import group_alive
+from offcluster.stack import Stack
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 APP_RECEIVER = "ml-serving-oncall"
@@ -55,8 +57,9 @@ def compress_routing(config: dict) -> dict:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ports = Ports(
-        app=free_port(), metrics=free_port(), prometheus=free_port(), alertmanager=free_port(), webhook=free_port()
-    )
+        app=free_port(), metrics=free_port(), prometheus=free_port(), alertmanager=free_port(), webhook=free_port(),
+        grafana=free_port(),
+    )  # fmt: skip
     running = Stack(
         tmp_path_factory.mktemp("stack"),
         ports,
@@ -65,13 +68,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         rule_transform=compress_for,
         alertmanager_transform=compress_routing,
     )
-    running.urls_ = running.up(timeout=90)  # type: ignore[attr-defined]
+    running.up(timeout=90)
     yield running
     running.down()
 
 
 def query(stack: Stack, promql: str) -> list[dict]:
-    response = requests.get(f"{stack.urls_['prometheus']}/api/v1/query", params={"query": promql}, timeout=10)
+    response = requests.get(f"{stack.urls['prometheus']}/api/v1/query", params={"query": promql}, timeout=10)
     response.raise_for_status()
     return response.json()["data"]["result"]
 
@@ -96,7 +99,7 @@ def eventually(check, timeout: float = 30.0, interval: float = 0.5):
 def run_locust(stack: Stack, out: Path, seconds: int, *extra: str) -> dict[str, int]:
     """A headless locust run; returns request counts by locust's request name."""
     result = subprocess.run(
-        [LOCUST, "--config", str(ROOT / "loadtest" / "locust.conf"), "--host", stack.urls_["app"],
+        [LOCUST, "--config", str(ROOT / "loadtest" / "locust.conf"), "--host", stack.urls["app"],
          "--profile-seconds", str(seconds), "--peak-users", str(USERS), "--csv", str(out), "--html", f"{out}.html",
          *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60,
@@ -126,13 +129,37 @@ def test_prometheus_discovers_the_app_with_the_operators_labels(stack):
         "pod": labels["pod"],
         "container": container["name"],
         "endpoint": monitor["spec"]["endpoints"][0]["port"],
-        "instance": stack.urls_["metrics"].removeprefix("http://").removesuffix("/metrics"),
+        "instance": stack.urls["metrics"].removeprefix("http://").removesuffix("/metrics"),
     }
     assert labels["pod"].startswith(deployment["metadata"]["name"] + "-")
-    targets = requests.get(f"{stack.urls_['prometheus']}/api/v1/targets", timeout=10).json()["data"]
+    targets = requests.get(f"{stack.urls['prometheus']}/api/v1/targets", timeout=10).json()["data"]
     pools = {t["scrapePool"] for t in targets["activeTargets"]}
     name = monitor["metadata"]
     assert pools == {f"serviceMonitor/{name['namespace']}/{name['name']}/0"}
+
+
+def test_the_dashboard_is_served_by_grafana_or_one_line_says_how_to_get_it(stack):
+    if stack.grafana is None:
+        assert stack.notes == [INSTALL_HINT]
+        return
+    # Only where Grafana is installed (not on this project's build machines): anonymous, read-only, provisioned.
+    assert stack.notes == []
+    base = stack.urls["grafana"]
+    for uid in dashboards():
+        assert requests.get(f"{base}/api/dashboards/uid/{uid}", timeout=10).status_code == 200, uid
+    settings = requests.get(f"{base}/api/frontend/settings", timeout=10).json()
+    assert PROMETHEUS_DATASOURCE["uid"] in {d.get("uid") for d in settings["datasources"].values()}
+    body = {
+        "queries": [{"refId": "A", "datasource": {"uid": PROMETHEUS_DATASOURCE["uid"]}, "expr": "up", "instant": True}],
+        "from": "now-5m",
+        "to": "now",
+    }
+    answer = requests.post(f"{base}/api/ds/query", json=body, timeout=10)
+    assert answer.status_code == 200 and answer.json()["results"]["A"]["frames"], answer.text[:500]
+    assert requests.post(f"{base}/api/dashboards/db", json={"dashboard": {"title": "x"}}, timeout=10).status_code in (
+        401,
+        403,
+    )
 
 
 def test_prometheus_counts_what_locust_sent(stack, tmp_path):
@@ -250,7 +277,7 @@ def test_alert_panels_show_the_firing_alert(stack):
 
 def test_down_leaves_no_process_behind(stack):
     pids = stack.running()
-    assert set(pids) == {"webhook", "alertmanager", "prometheus"}  # the app was stopped above
+    assert set(pids) - {"grafana"} == {"webhook", "alertmanager", "prometheus"}  # the app was stopped above
     result = subprocess.run(
         [sys.executable, "-m", "offcluster", "down"],
         cwd=ROOT, env={**os.environ, "STATE_DIR": str(stack.state)}, capture_output=True, text=True, timeout=60,

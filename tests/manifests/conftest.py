@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
+from offcluster import helm
+from offcluster.helm import helm_merge
 from offcluster.manifests import render
-from tests.manifests.deploy_spec import CHART, HELMFILE, MANIFESTS, ROOT, Obj
-from tests.manifests.kube_logic import helm_merge
+from tests.manifests.deploy_spec import HELMFILE, MANIFESTS, ROOT, Obj
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,7 @@ def base_objects() -> list[Obj]:
 
 @pytest.fixture(scope="session")
 def top_objects() -> list[Obj]:
-    """`kubectl kustomize .`: what `kubectl apply -k .` sends (the base plus the pinned image)."""
+    """`kubectl kustomize .`: what `kubectl apply -k .` sends (the base plus one label)."""
     return render(ROOT)
 
 
@@ -31,34 +32,25 @@ def helmfile() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def release(helmfile: dict[str, Any]) -> dict[str, Any]:
+def release() -> dict[str, Any]:
     """The one kube-prometheus-stack release of helmfile.yaml."""
-    releases = [r for r in helmfile.get("releases") or [] if str(r.get("chart", "")).endswith(f"/{CHART}")]
-    assert len(releases) == 1, f"helmfile.yaml must declare exactly one {CHART} release, found {len(releases)}"
-    return releases[0]
+    return helm.release(HELMFILE)
 
 
 @pytest.fixture(scope="session")
 def values(release: dict[str, Any]) -> dict[str, Any]:
     """The values helmfile passes to the release, files and inline maps merged in order (as `helm -f` does)."""
-    merged: dict[str, Any] = {}
-    for entry in release.get("values") or []:
-        if isinstance(entry, str):
-            path = HELMFILE.parent / entry
-            assert path.is_file(), f"helmfile.yaml names a values file that does not exist: {entry}"
-            entry = yaml.safe_load(path.read_text()) or {}
-        merged = helm_merge(merged, entry)
-    return merged
+    return helm.chart_values(HELMFILE)
 
 
 @pytest.fixture(scope="session")
 def chart_defaults(shared_dir: Path) -> dict[str, Any]:
-    return yaml.safe_load((shared_dir / "charts" / CHART / "values.yaml").read_text())
+    return yaml.safe_load((shared_dir / helm.CHART_VALUES).read_text())
 
 
 @pytest.fixture(scope="session")
 def grafana_defaults(shared_dir: Path) -> dict[str, Any]:
-    return yaml.safe_load((shared_dir / "charts" / "grafana" / "values.yaml").read_text())
+    return yaml.safe_load((shared_dir / helm.GRAFANA_CHART_VALUES).read_text())
 
 
 @pytest.fixture(scope="session")

@@ -8,34 +8,23 @@ import shutil
 import sys
 from pathlib import Path
 
-from offcluster.manifests import MANIFESTS, ROOT, Obj
+from offcluster.helm import CHART, HELMFILE
+from offcluster.manifests import MANIFESTS, ROOT, Obj, of_kind, one
 
-__all__ = ["MANIFESTS", "ROOT", "Obj"]
+__all__ = ["CHART", "HELMFILE", "MANIFESTS", "ROOT", "Obj", "of_kind", "one"]
 
-HELMFILE = ROOT / "helmfile.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
-CHART = "kube-prometheus-stack"
 CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 APP = "wine-classifier"
 APP_NAMESPACE = "ml-serving"
 MONITORING_NAMESPACE = "monitoring"
 KUBERNETES_VERSION = "1.32"
-# THE command (issue #2): the Dockerfile runs it, the Deployment must not override it.
+# THE command: the Dockerfile runs it, the Deployment must not override it (one way to start the server).
 SERVE_COMMAND = ["gunicorn", "-c", "app/gunicorn.conf.py", "app.wsgi:app"]
 # gunicorn's graceful_timeout when app/gunicorn.conf.py does not set a literal one (also gunicorn's default).
 GRACEFUL_TIMEOUT_DEFAULT = 30
 # The monitoring CRDs checked against ../shared/crds instead of the Kubernetes schemas.
 CRD_KINDS = {"ServiceMonitor": "servicemonitors", "PodMonitor": "podmonitors", "PrometheusRule": "prometheusrules"}
-
-
-def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
-    return [o for o in objects if o.get("kind") == kind]
-
-
-def one(objects: list[Obj], kind: str, name: str = APP) -> Obj:
-    found = [o for o in objects if o.get("kind") == kind and o["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind} named {name}, found {len(found)}"
-    return found[0]
 
 
 def tool(name: str) -> str:

@@ -13,35 +13,16 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from offcluster.helm import CHART
+from offcluster.kube import Labels, selector_matches
+
 Obj = dict[str, Any]
-Labels = Mapping[str, str]
 
 # The label the API server puts on every Namespace (1.21+): what namespaceSelectors usually match on.
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
-# ---- label selectors --------------------------------------------------------------------------------------
-
-
-def selector_matches(selector: Mapping[str, Any] | None, labels: Labels) -> bool:
-    """metav1.LabelSelector semantics: `{}` matches everything, None (absent) matches nothing."""
-    if selector is None:
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
+# ---- namespaces -------------------------------------------------------------------------------------------
 
 
 def namespace_labels(namespace: str, objects: Iterable[Obj] = ()) -> dict[str, str]:
@@ -55,22 +36,6 @@ def namespace_labels(namespace: str, objects: Iterable[Obj] = ()) -> dict[str, s
 
 
 # ---- Helm values ------------------------------------------------------------------------------------------
-
-
-def helm_merge(base: Any, override: Any) -> Any:
-    """Helm's coalescing of user values onto chart defaults: maps merge, a user `null` deletes the key,
-    anything else (lists included) replaces."""
-    if not (isinstance(base, dict) and isinstance(override, dict)):
-        return copy.deepcopy(override)
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = helm_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def unknown_keys(
@@ -107,7 +72,7 @@ def unknown_keys(
 # ---- kube-prometheus-stack --------------------------------------------------------------------------------
 
 
-def chart_fullname(release: str, values: Mapping[str, Any], chart: str = "kube-prometheus-stack") -> str:
+def chart_fullname(release: str, values: Mapping[str, Any], chart: str = CHART) -> str:
     """`kube-prometheus-stack.fullname` from the chart's _helpers.tpl."""
     if values.get("fullnameOverride"):
         return str(values["fullnameOverride"])[:26].rstrip("-")

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from offcluster.durations import seconds
+from offcluster.kube import selector_matches
 from tests.manifests.deploy_spec import (
     APP_NAMESPACE,
     MONITORING_NAMESPACE,
@@ -24,11 +26,10 @@ from tests.manifests.kube_logic import (
     namespace_labels,
     prometheus_pod_labels,
     prometheus_selects,
-    selector_matches,
     sidecar_sees,
 )
 
-# Routes the app serves (issue #2): liveness must not depend on the model, readiness must.
+# Routes the app serves: liveness must not depend on the model, readiness must.
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 
@@ -86,18 +87,10 @@ def test_servicemonitor_endpoint_names_a_service_port_that_names_a_container_por
         assert endpoint.get("interval") and endpoint.get("scrapeTimeout")
 
 
-def _seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for suffix in ("ms", "s", "m", "h"):
-        if duration.endswith(suffix):
-            return float(duration[: -len(suffix)]) * units[suffix]
-    raise ValueError(duration)
-
-
 def test_scrape_timeout_fits_in_the_interval(base_objects: list[Obj]) -> None:
     # Prometheus rejects the whole scrape config when a timeout exceeds its interval.
     for endpoint in one(base_objects, "ServiceMonitor")["spec"]["endpoints"]:
-        assert _seconds(endpoint["scrapeTimeout"]) <= _seconds(endpoint["interval"])
+        assert seconds(endpoint["scrapeTimeout"]) <= seconds(endpoint["interval"])
 
 
 def test_every_service_port_reaches_a_named_container_port(base_objects: list[Obj]) -> None:

@@ -29,8 +29,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator
     )
     state = tmp_path_factory.mktemp("stack")
     shutil.copytree(model_dir, state / "model")  # the session's artefact: no second training run
-    running = Stack(state, ports, scrape_interval="1s", evaluation_interval="1s")
-    running.urls_ = running.up(timeout=90)  # type: ignore[attr-defined]
+    running = Stack(state, ports, scrape_interval="1s", evaluation_interval="1s", with_grafana=False)
+    running.up(timeout=90)
     yield running
     running.down()
 
@@ -38,7 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator
 def raw_samples(stack: Stack, selector: str, at: float) -> Raw:
     """Every stored sample of `selector` in the hour before `at`, by series: what Prometheus has on disk."""
     response = requests.get(
-        f"{stack.urls_['prometheus']}/api/v1/query", params={"query": f"{selector}[1h]", "time": at}, timeout=10
+        f"{stack.urls['prometheus']}/api/v1/query", params={"query": f"{selector}[1h]", "time": at}, timeout=10
     )
     response.raise_for_status()
     return {
@@ -54,7 +54,7 @@ def points(raw: Raw) -> int:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "crash"])
 def test_samples_scraped_before_a_prometheus_restart_are_still_queryable_after(stack: Stack, sig: signal.Signals):
     for _ in range(20):
-        requests.post(f"{stack.urls_['app']}/predict", data=BODY, headers={"Content-Type": "application/json"})
+        requests.post(f"{stack.urls['app']}/predict", data=BODY, headers={"Content-Type": "application/json"})
     selectors = ['up{job=~".+"}', 'http_requests_total{route="/predict",status="200"}']
     # Enough history: several scrapes of the target, including ones that saw the predictions above.
     wait_until(

@@ -8,10 +8,12 @@ import socket
 import pytest
 
 from harness.server import free_port
-from offcluster.config import Ports, alertmanager_config, app_environment, build, chart_values, port_map
+from offcluster.config import Ports, alertmanager_config, app_environment, build, port_map
+from offcluster.helm import chart_values
 from offcluster.manifests import RenderError, of_kind, one, render
-from offcluster.scrape import scrape_configs, seconds, targets
+from offcluster.scrape import scrape_configs
 from offcluster.stack import Stack, StackError, find_binary
+from offcluster.targets import targets
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +130,3 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path):
         with pytest.raises(StackError, match=f"port {busy} .* is in use"):
             stack.up(timeout=5)
     assert stack.running() == {}
-
-
-@pytest.mark.parametrize(("text", "value"), [("15s", 15), ("1m30s", 90), ("2h", 7200), ("500ms", 0.5)])
-def test_durations(text, value):
-    assert seconds(text) == value
-
-
-def test_bad_duration():
-    with pytest.raises(ValueError):
-        seconds("15 s")
