@@ -1,8 +1,11 @@
 """Train the wine classifier and write the artefact the server loads.
 
     python -m app.train --out model/
+    python -m app.train --out model-canary/ --seed 7                # another split and initialisation
+    python -m app.train --out model-stump/ --estimator stump        # a deliberately weak model
 
-Deterministic: the same library versions give byte-identical files and therefore the same version.
+Deterministic: the same arguments and library versions give byte-identical files and therefore the same
+version; any other seed or estimator gives another model and so another version.
 """
 
 from __future__ import annotations
@@ -22,14 +25,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
 from app.model import METADATA_FILE, MODEL_FILE
 
 log = logging.getLogger("app.train")
 
-MODEL_NAME = "wine-logreg"
 DATASET = "sklearn.datasets.load_wine"
 SEED = 42
+# What a canary can differ by. `stump` (one split) cannot tell three classes apart: it is the model a canary
+# test rolls out when the comparison with stable must find it worse.
+ESTIMATORS = {
+    "logreg": lambda seed: LogisticRegression(max_iter=1000, random_state=seed),
+    "stump": lambda seed: DecisionTreeClassifier(max_depth=1, random_state=seed),
+}
+DEFAULT_ESTIMATOR = "logreg"
 # PSI between two samples of the SAME distribution is biased upwards by about (bins - 1) / rows of the
 # smaller sample. Wine trains on 133 rows: 10 bins would put stable traffic near 0.07, too close to the
 # 0.1 warning line; 5 bins keep it near 0.03 and still put a 3-sigma shift far above 0.25.
@@ -47,12 +57,13 @@ def reference_bins(column: np.ndarray, bins: int = BINS_PER_FEATURE) -> tuple[li
     return [float(e) for e in edges], [float(c) / len(column) for c in counts]
 
 
-def train() -> tuple[Pipeline, dict]:
+def train(seed: int = SEED, estimator: str = DEFAULT_ESTIMATOR) -> tuple[Pipeline, dict]:
+    """The model and its metadata; `seed` drives the train/test split and the estimator's randomness."""
     data = load_wine()
     x_train, x_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.25, random_state=SEED, stratify=data.target
+        data.data, data.target, test_size=0.25, random_state=seed, stratify=data.target
     )
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED))
+    model = make_pipeline(StandardScaler(), ESTIMATORS[estimator](seed))
     model.fit(x_train, y_train)
     features = []
     for j, name in enumerate(data.feature_names):
@@ -60,7 +71,7 @@ def train() -> tuple[Pipeline, dict]:
         features.append({"name": name, "bin_edges": edges, "bin_ratios": ratios})
     class_counts = np.bincount(y_train, minlength=len(data.target_names))
     metadata = {
-        "name": MODEL_NAME,
+        "name": f"wine-{estimator}",
         "dataset": DATASET,
         "feature_names": list(data.feature_names),
         "class_names": [str(c) for c in data.target_names],
@@ -97,9 +108,11 @@ def write_artefact(model: Pipeline, metadata: dict, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("model"), help="directory for the artefact")
+    parser.add_argument("--seed", type=int, default=SEED, help="train/test split and estimator seed")
+    parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default=DEFAULT_ESTIMATOR, help="model family")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    metadata = write_artefact(*train(), args.out)
+    metadata = write_artefact(*train(args.seed, args.estimator), args.out)
     log.info(
         "wrote %s version %s (held-out accuracy %.3f) to %s",
         metadata["name"],

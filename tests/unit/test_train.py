@@ -62,3 +62,17 @@ def test_missing_or_corrupt_artefact_says_why(model_dir, tmp_path, damage):
         (tmp_path / MODEL_FILE).write_bytes(b"not a pickle")
     with pytest.raises(ModelUnavailable, match=r"model\.joblib|unreadable"):
         load(tmp_path)
+
+
+def test_another_seed_or_estimator_makes_another_version_and_the_default_stays(model_dir, tmp_path):
+    default = json.loads((model_dir / METADATA_FILE).read_text())
+    versions = {default["version"]}
+    for args in (["--seed", "7"], ["--estimator", "stump"]):
+        out = tmp_path / "-".join(args)
+        main(["--out", str(out), *args])
+        metadata = json.loads((out / METADATA_FILE).read_text())
+        versions.add(metadata["version"])
+    assert len(versions) == 3
+    # The stump is the deliberately weak model: a canary test needs it clearly worse than the default.
+    stump = json.loads((tmp_path / "--estimator-stump" / METADATA_FILE).read_text())
+    assert stump["name"] == "wine-stump" and stump["accuracy"] < default["accuracy"] - 0.2
