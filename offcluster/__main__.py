@@ -1,6 +1,6 @@
 """The local stack's command line (the Makefile's targets call it).
 
-    python -m offcluster up       # start detached: app (gunicorn), Prometheus, Alertmanager, webhook sink
+    python -m offcluster up       # start detached: the pods (gunicorn), Prometheus, Alertmanager, webhook sink
     python -m offcluster down     # stop everything it started
     python -m offcluster status
     python -m offcluster demo     # up, drive locust traffic, print URLs and a summary, Ctrl-C stops all
@@ -80,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         elif args.command == "status":
             running = stack.running()
-            for name in ("webhook", "alertmanager", "app", "prometheus", "grafana"):
+            for name in ("webhook", "alertmanager", *(pod.name for pod in stack.pods), "prometheus", "grafana"):
                 state = f"running (pid {running[name]})" if name in running else "stopped"
                 if name == "grafana" and stack.grafana is None:
                     state = "not installed"
-                print(f"{name:>12}: {state}")
+                print(f"{name:>32}: {state}")
         elif args.command == "demo":
             return run_demo(stack, args.duration, args.drift)
     except (StackError, RenderError) as exc:

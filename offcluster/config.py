@@ -19,13 +19,15 @@ import yaml
 from offcluster.durations import seconds
 from offcluster.helm import HELMFILE, chart_values
 from offcluster.manifests import Obj, RenderError, rule_groups
+from offcluster.pods import local_pods, local_port
 from offcluster.scrape import scrape_configs
 from offcluster.targets import targets
 
 
 @dataclass(frozen=True)
 class Ports:
-    """Local ports. `app` and `metrics` default to what the Deployment declares (None: as declared)."""
+    """Local ports. `app` and `metrics` default to what the Deployment declares (None: as declared); `app` is
+    shared by every pod, `metrics` is the first pod's (pod i listens on `metrics` + i)."""
 
     app: int | None = None
     metrics: int | None = None
@@ -52,17 +54,6 @@ def app_environment(objects: list[Obj], ports: Ports) -> dict[str, str]:
     if ports.metrics is not None:
         env["METRICS_PORT"] = str(ports.metrics)
     return env
-
-
-def port_map(objects: list[Obj], ports: Ports) -> dict[int, int]:
-    """Declared container port -> local port, for the ports the app takes from PORT and METRICS_PORT."""
-    declared = {
-        e["name"]: int(e["value"])
-        for e in app_container(objects).get("env", [])
-        if "value" in e and e["name"] in ("PORT", "METRICS_PORT")
-    }
-    local = app_environment(objects, ports)
-    return {declared[name]: int(local[name]) for name in declared}
 
 
 @dataclass(frozen=True)
@@ -108,7 +99,7 @@ def build(
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}]},
         "scrape_configs": scrape_configs(
             objects,
-            port_map=port_map(objects, ports),
+            local_port=local_port(local_pods(objects, ports.app, ports.metrics)),
             interval=scrape_interval,
             # The Prometheus object's podTargetLabels apply to every ServiceMonitor, after each one's own.
             pod_target_labels=spec.get("podTargetLabels") or (),

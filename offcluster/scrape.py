@@ -13,7 +13,7 @@ A ServiceMonitor field the local stack does not reproduce is refused with its na
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from offcluster.durations import seconds
@@ -184,13 +184,14 @@ def _job(target: Target, pod_target_labels: Iterable[str]) -> dict[str, Any]:
 def scrape_configs(
     objects: Iterable[Obj],
     host: str = "127.0.0.1",
-    port_map: Mapping[int, int] | None = None,
+    local_port: Callable[[Target], int] | None = None,
     interval: str | None = None,
     pod_target_labels: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """One Prometheus scrape job per ServiceMonitor endpoint.
 
-    `port_map` maps a container port to the local port its process listens on (tests run on free ports);
+    `local_port` gives the local port a target's process listens on (each local pod has its own metrics
+    port; tests run on free ports), default the container port;
     `interval` overrides the declared one (tests compress time); `pod_target_labels` are the Prometheus
     object's (prometheusSpec.podTargetLabels). Everything else comes from the manifests.
     """
@@ -204,6 +205,6 @@ def scrape_configs(
             if "scrape_timeout" in job and seconds(interval) < seconds(job["scrape_timeout"]):
                 # Prometheus refuses a timeout longer than the interval.
                 job["scrape_timeout"] = interval
-        port = (port_map or {}).get(target.port, target.port)
+        port = local_port(target) if local_port else target.port
         job["static_configs"].append({"targets": [f"{host}:{port}"], "labels": meta_labels(target)})
     return list(jobs.values())

@@ -1,8 +1,9 @@
 """The local stack as one object: its config files, its processes, its URLs.
 
 `up` renders the manifests, writes every config file (`offcluster.config`, `offcluster.grafana`), and starts
-what is not running yet (`offcluster.supervisor`): the webhook sink, Alertmanager, the app under gunicorn,
-Prometheus and, when installed, Grafana. `down` stops them from any shell; nothing is left behind.
+what is not running yet (`offcluster.supervisor`): the webhook sink, Alertmanager, one gunicorn master per pod
+the Deployments ask for (`offcluster.pods`), Prometheus and, when installed, Grafana. `down` stops them from
+any shell; nothing is left behind.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from pathlib import Path
 from offcluster import config as stack_config
 from offcluster import grafana
 from offcluster.manifests import MANIFESTS, ROOT, render
+from offcluster.pods import REUSE_PORT, LocalPod, local_pods
 from offcluster.supervisor import NotReady, Service, Supervisor, port_free
 
 GUNICORN_ARGS = ["-c", "app/gunicorn.conf.py", "app.wsgi:app"]
 DEBIAN_PACKAGES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
-# Stop order: Grafana and Prometheus first, so neither records the app's shutdown as an outage.
-NAMES = ("grafana", "prometheus", "app", "alertmanager", "webhook")
+# Stop order: Grafana and Prometheus first, so neither records the pods' shutdown as an outage; the pods
+# (named after themselves) between Prometheus and Alertmanager.
+FIRST, LAST = ("grafana", "prometheus"), ("alertmanager", "webhook")
 # Grafana migrates its database on first start: slower than the rest on a small machine.
 GRAFANA_START_TIMEOUT = 120.0
 
@@ -70,6 +73,7 @@ class Stack:
         # Tests compress time (`for:`, group_wait) with these; names, labels and routes stay as declared.
         self.rule_transform = rule_transform
         self.alertmanager_transform = alertmanager_transform
+        # The model of the pods whose image is trained with the default arguments; others get their own.
         self.model_dir = self.state / "model"
         self.alerts_file = self.state / "alerts.jsonl"
         self.prometheus_file = self.state / "prometheus" / "prometheus.yml"
@@ -77,7 +81,7 @@ class Stack:
         self.alertmanager_file = self.state / "alertmanager" / "alertmanager.yml"
         self.grafana_dir = self.state / "grafana"
         self.supervisor = Supervisor(self.state / "pids", self.state / "logs", ROOT)
-        self._app_env: dict[str, str] | None = None
+        self._pods: list[LocalPod] | None = None
         # Lines to show the user beside the URLs: what runs without Grafana, and why.
         self.notes: list[str] = []
         try:
@@ -87,11 +91,16 @@ class Stack:
 
     # -- configuration ---------------------------------------------------------------------------------
     @property
-    def app_env(self) -> dict[str, str]:
-        """The app container's declared environment with the local ports."""
-        if self._app_env is None:
-            self._app_env = stack_config.app_environment(render(self.manifests), self.ports)
-        return self._app_env
+    def pods(self) -> list[LocalPod]:
+        """The pods the manifests' Deployments ask for, with their local ports."""
+        if self._pods is None:
+            self._pods = local_pods(render(self.manifests), self.ports.app, self.ports.metrics)
+        return self._pods
+
+    def pod_model_dir(self, pod: LocalPod) -> Path:
+        if not pod.train_args:
+            return self.model_dir
+        return self.state / "models" / "_".join(a.strip("-").replace("/", "_") for a in pod.train_args)
 
     def write_config(self) -> None:
         """Render the manifests and write every config file."""
@@ -104,7 +113,7 @@ class Stack:
                 built.prometheus, built.rules, self.alertmanager_transform(built.alertmanager)
             )
         stack_config.write(built, self.prometheus_file, self.rules_file, self.alertmanager_file)
-        self._app_env = stack_config.app_environment(objects, self.ports)
+        self._pods = local_pods(objects, self.ports.app, self.ports.metrics)
         urls = self.urls
         grafana.write(
             self.grafana_dir, self.ports.grafana, urls["prometheus"], urls["alertmanager"],
@@ -113,8 +122,6 @@ class Stack:
 
     def services(self) -> list[Service]:
         prometheus, alertmanager = find_binary("prometheus"), find_binary("alertmanager")
-        app_env = self.app_env
-        app_port, metrics_port = int(app_env["PORT"]), int(app_env["METRICS_PORT"])
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         services = [
             Service(
@@ -134,20 +141,7 @@ class Stack:
                 f"http://127.0.0.1:{self.ports.alertmanager}/-/ready",
                 ports=(self.ports.alertmanager,),
             ),
-            Service(
-                "app",
-                [gunicorn, *GUNICORN_ARGS],
-                f"http://127.0.0.1:{app_port}/readyz",
-                {
-                    **app_env,
-                    "HOST": "127.0.0.1",
-                    "METRICS_HOST": "127.0.0.1",
-                    "MODEL_DIR": str(self.model_dir),
-                    "PROMETHEUS_MULTIPROC_DIR": str(self.state / "multiproc"),
-                    "WEB_CONCURRENCY": str(self.workers),
-                },
-                ports=(app_port, metrics_port),
-            ),
+            *(self._pod_service(gunicorn, pod) for pod in self.pods),
             Service(
                 "prometheus",
                 [prometheus, f"--config.file={self.prometheus_file}",
@@ -169,16 +163,38 @@ class Stack:
             )
         return services
 
+    def _pod_service(self, gunicorn: str, pod: LocalPod) -> Service:
+        inherited = os.environ.get("GUNICORN_CMD_ARGS", "")
+        return Service(
+            pod.name,
+            [gunicorn, *GUNICORN_ARGS],
+            # The metrics port is the pod's own; the app port answers from whichever pod the kernel picks.
+            f"http://127.0.0.1:{pod.metrics_port}/metrics",
+            {
+                **pod.env,
+                "HOST": "127.0.0.1",
+                "METRICS_HOST": "127.0.0.1",
+                "MODEL_DIR": str(self.pod_model_dir(pod)),
+                "PROMETHEUS_MULTIPROC_DIR": str(self.state / "multiproc" / pod.name),
+                "WEB_CONCURRENCY": str(self.workers),
+                "GUNICORN_CMD_ARGS": f"{inherited} {REUSE_PORT}".strip(),
+            },
+            ports=(pod.app_port, pod.metrics_port),
+        )
+
     # -- processes -------------------------------------------------------------------------------------
     def running(self) -> dict[str, int]:
         return self.supervisor.running()
 
     def train_if_missing(self) -> None:
-        if (self.model_dir / "metadata.json").exists():
-            return
-        subprocess.run(
-            [sys.executable, "-m", "app.train", "--out", str(self.model_dir)], cwd=ROOT, check=True, timeout=300
-        )
+        for pod in self.pods:
+            out = self.pod_model_dir(pod)
+            if (out / "metadata.json").exists():
+                continue
+            subprocess.run(
+                [sys.executable, "-m", "app.train", "--out", str(out), *pod.train_args], cwd=ROOT, check=True,
+                timeout=300,
+            )  # fmt: skip
 
     @contextlib.contextmanager
     def _exclusive(self):
@@ -197,10 +213,16 @@ class Stack:
         self.write_config()
         running = self.running()
         wanted = [s for s in self.services() if s.name not in running]
+        pods = {pod.name for pod in self.pods}
+        app_port_shared = any(name in running for name in pods)
         for service in wanted:
             for port in service.ports:
+                if service.name in pods and port == service.ports[0] and app_port_shared:
+                    continue  # a running pod holds the shared port: the others join it
                 if not port_free(port):
-                    variable = "METRICS" if service.name == "app" and port != service.ports[0] else service.name.upper()
+                    variable = service.name.upper()
+                    if service.name in pods:
+                        variable = "APP" if port == service.ports[0] else "METRICS"
                     raise StackError(
                         f"port {port} ({service.name}) is in use: stop what holds it (`make down`, or `ss -ltnp`) "
                         f"or choose another, e.g. `make up {variable}_PORT=...`"
@@ -231,8 +253,8 @@ class Stack:
     def urls(self) -> dict[str, str]:
         """Where each part of the stack answers (Grafana and its dashboards only when Grafana is installed)."""
         urls = {
-            "app": f"http://127.0.0.1:{self.app_env['PORT']}",
-            "metrics": f"http://127.0.0.1:{self.app_env['METRICS_PORT']}/metrics",
+            "app": f"http://127.0.0.1:{self.pods[0].app_port}",
+            **{f"metrics {pod.name}": f"http://127.0.0.1:{pod.metrics_port}/metrics" for pod in self.pods},
             "prometheus": f"http://127.0.0.1:{self.ports.prometheus}",
             "alertmanager": f"http://127.0.0.1:{self.ports.alertmanager}",
             "alerts received": str(self.alerts_file),
@@ -244,7 +266,7 @@ class Stack:
         return urls
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 35.0) -> None:
-        """Stop one service (its whole process group) and wait for it; gunicorn gets its grace period."""
+        """Stop one service or pod (its whole process group) and wait for it; gunicorn gets its grace period."""
         self.supervisor.stop(name, sig, timeout)
 
     def down(self) -> list[str]:
@@ -252,7 +274,9 @@ class Stack:
             return self._down()
 
     def _down(self) -> list[str]:
-        return [name for name in NAMES if self.supervisor.stop(name)]
+        running = self.running()
+        pods = sorted(set(running) - set(FIRST) - set(LAST))
+        return [name for name in (*FIRST, *pods, *LAST) if self.supervisor.stop(name)]
 
     def alerts(self) -> list[dict]:
         if not self.alerts_file.exists():

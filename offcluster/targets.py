@@ -1,13 +1,17 @@
 """What Kubernetes service discovery would hand Prometheus for each ServiceMonitor endpoint, without a cluster.
 
 In a cluster, EndpointSlice discovery yields one target per ready pod address and port, labelled with
-`__meta_kubernetes_*` labels taken from the Namespace, Service, EndpointSlice and Pod. Here the pod is the
-local process, so each target is built from the rendered Service and the Deployment's pod template: the same
-meta labels, with the values a single local pod would have (its IP is 127.0.0.1, its node this host).
+`__meta_kubernetes_*` labels taken from the Namespace, Service, EndpointSlice and Pod. Here each pod is a
+local process, and each Deployment has as many as its `replicas` say: every target is built from the rendered
+Service and the Deployment's pod template, with the meta labels a cluster would give that pod (its name in
+the ReplicaSet form `<deployment>-<pod-template-hash>-<suffix>`, the `pod-template-hash` label) and the
+values of a local process (its IP is 127.0.0.1, its node this host).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import socket
 from collections.abc import Iterable
@@ -17,6 +21,25 @@ from offcluster.kube import selector_matches, service_selects
 from offcluster.manifests import Obj, RenderError, of_kind
 
 LOCAL_IP = "127.0.0.1"
+# The alphabet Kubernetes names generated objects with (apimachinery's rand.SafeEncodeString): no vowels,
+# no look-alike characters.
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _safe_encode(text: str, length: int) -> str:
+    digest = hashlib.sha256(text.encode()).digest()
+    return "".join(SAFE_ALPHABET[b % len(SAFE_ALPHABET)] for b in digest[:length])
+
+
+def pod_template_hash(deployment: Obj) -> str:
+    """A stand-in for the ReplicaSet controller's hash of the pod template: it changes exactly when the
+    template does (a rollout), and is stable otherwise."""
+    return _safe_encode(json.dumps(deployment["spec"]["template"], sort_keys=True), 10)
+
+
+def replicas(deployment: Obj) -> int:
+    """Pods the Deployment asks for (Kubernetes' default is 1 when unset)."""
+    return int(deployment["spec"].get("replicas", 1))
 
 
 @dataclass(frozen=True)
@@ -31,6 +54,7 @@ class Target:
     deployment: Obj
     container: Obj
     container_port: Obj
+    replica: int = 0  # which of the Deployment's pods
 
     @property
     def namespace(self) -> str:
@@ -45,9 +69,13 @@ class Target:
         return self.deployment["spec"]["template"]
 
     @property
+    def replica_set(self) -> str:
+        return f"{self.deployment['metadata']['name']}-{pod_template_hash(self.deployment)}"
+
+    @property
     def pod_name(self) -> str:
-        # Pods are named after their ReplicaSet in a cluster; locally there is one "pod" on this host.
-        return f"{self.deployment['metadata']['name']}-local-{node_name()}"
+        # The suffix is random in a cluster; here it is fixed per replica so a restarted stack keeps its series.
+        return f"{self.replica_set}-{_safe_encode(f'{self.replica_set}/{self.replica}', 5)}"
 
 
 def node_name() -> str:
@@ -69,7 +97,8 @@ def namespaces(monitor: Obj) -> set[str] | None:
 
 
 def targets(objects: Iterable[Obj]) -> list[Target]:
-    """Every (ServiceMonitor endpoint, Service, container port) the operator would scrape."""
+    """Every (ServiceMonitor endpoint, Service, pod, container port) the operator would scrape, pods in the
+    order of their Deployments in the manifests."""
     objects = list(objects)
     services = of_kind(objects, "Service")
     deployments = of_kind(objects, "Deployment")
@@ -91,7 +120,7 @@ def targets(objects: Iterable[Obj]) -> list[Target]:
         for index, endpoint in enumerate(monitor["spec"]["endpoints"]):
             job = f"serviceMonitor/{ns}/{name}/{index}"
             for service in selected:
-                found.append(_resolve(job, monitor, endpoint, service, deployments))
+                found.extend(_resolve(job, monitor, endpoint, service, deployments))
     return found
 
 
@@ -111,7 +140,8 @@ def _container_ports(deployments: list[Obj]) -> Iterable[tuple[Obj, Obj, Obj]]:
                 yield deployment, container, port
 
 
-def _resolve(job: str, monitor: Obj, endpoint: Obj, service: Obj, deployments: list[Obj]) -> Target:
+def _resolve(job: str, monitor: Obj, endpoint: Obj, service: Obj, deployments: list[Obj]) -> list[Target]:
+    """One target per pod of every Deployment the Service selects, on the container port the endpoint names."""
     name = service["metadata"]["name"]
     pods = _pods(service, deployments)
     if not pods:
@@ -125,11 +155,15 @@ def _resolve(job: str, monitor: Obj, endpoint: Obj, service: Obj, deployments: l
         wanted, service_port = endpoint["targetPort"], None
     else:
         raise RenderError(f"{job}: the endpoint needs `port` (a Service port name) or `targetPort`")
-    for deployment, container, port in _container_ports(pods):
-        if wanted in (port.get("name"), port["containerPort"]):
-            if service_port is None:
+    found: list[Target] = []
+    for deployment in pods:
+        for _, container, port in _container_ports([deployment]):
+            if wanted not in (port.get("name"), port["containerPort"]):
+                continue
+            leads_here = service_port
+            if leads_here is None:
                 # The Service port that leads to this container port, if any: discovery reports its name.
-                service_port = next(
+                leads_here = next(
                     (
                         p
                         for p in service["spec"]["ports"]
@@ -137,8 +171,14 @@ def _resolve(job: str, monitor: Obj, endpoint: Obj, service: Obj, deployments: l
                     ),
                     None,
                 )
-            return Target(job, monitor, endpoint, service, service_port, deployment, container, port)
-    raise RenderError(f"{job}: no container port of Service {name}'s pods matches {wanted!r}")
+            found += [
+                Target(job, monitor, endpoint, service, leads_here, deployment, container, port, replica)
+                for replica in range(replicas(deployment))
+            ]
+            break
+    if not found:
+        raise RenderError(f"{job}: no container port of Service {name}'s pods matches {wanted!r}")
+    return found
 
 
 def _labels(prefix: str, labels: dict[str, str] | None) -> dict[str, str]:
@@ -150,7 +190,7 @@ def _labels(prefix: str, labels: dict[str, str] | None) -> dict[str, str]:
 
 
 def meta_labels(target: Target) -> dict[str, str]:
-    """The `__meta_kubernetes_*` labels EndpointSlice discovery gives this target in a cluster (one pod, ready)."""
+    """The `__meta_kubernetes_*` labels EndpointSlice discovery gives this target in a cluster (its pod, ready)."""
     service, pod = target.service, target.pod_template["metadata"]
     slice_ = "__meta_kubernetes_endpointslice"
     labels = {
@@ -170,8 +210,11 @@ def meta_labels(target: Target) -> dict[str, str]:
         "__meta_kubernetes_pod_ready": "true",
         "__meta_kubernetes_pod_phase": "Running",
         "__meta_kubernetes_pod_controller_kind": "ReplicaSet",
-        "__meta_kubernetes_pod_controller_name": f"{target.deployment['metadata']['name']}-local",
-        **_labels("pod_label", pod.get("labels")),
+        "__meta_kubernetes_pod_controller_name": target.replica_set,
+        # The ReplicaSet controller adds this label to every pod it creates.
+        **_labels(
+            "pod_label", {**(pod.get("labels") or {}), "pod-template-hash": pod_template_hash(target.deployment)}
+        ),
         **_labels("pod_annotation", pod.get("annotations")),
         "__meta_kubernetes_pod_container_name": target.container["name"],
         "__meta_kubernetes_pod_container_image": str(target.container.get("image", "")),

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import copy
+import re
 import socket
 
 import pytest
 
 from harness.server import free_port
-from offcluster.config import Ports, alertmanager_config, app_environment, build, port_map
+from offcluster.config import Ports, alertmanager_config, app_environment, build
 from offcluster.helm import chart_values
 from offcluster.manifests import RenderError, of_kind, one, render
+from offcluster.pods import local_pods, local_port
 from offcluster.scrape import scrape_configs
 from offcluster.stack import Stack, StackError, find_binary
-from offcluster.targets import targets
+from offcluster.targets import SAFE_ALPHABET, meta_labels, pod_template_hash, targets
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +45,36 @@ def test_local_ports_remap_declared_ones(objects):
     ports = Ports(app=18000, metrics=19100)
     env = app_environment(objects, ports)
     assert (env["PORT"], env["METRICS_PORT"]) == ("18000", "19100")
-    mapped = port_map(objects, ports)
-    job = scrape_configs(objects, port_map=mapped, interval="1s")[0]
-    assert job["static_configs"][0]["targets"] == ["127.0.0.1:19100"]
+    pods = local_pods(objects, ports.app, ports.metrics)
+    job = scrape_configs(objects, local_port=local_port(pods), interval="1s")[0]
+    assert [c["targets"] for c in job["static_configs"]] == [["127.0.0.1:19100"], ["127.0.0.1:19101"]]
     assert (job["scrape_interval"], job["scrape_timeout"]) == ("1s", "1s")
+
+
+def test_each_replica_is_a_pod_named_as_its_replica_set_names_it(objects):
+    deployment = one(objects, "Deployment")
+    name, count = deployment["metadata"]["name"], deployment["spec"]["replicas"]
+    found = targets(objects)
+    assert len(found) == count == len({t.pod_name for t in found})
+    template_hash = pod_template_hash(deployment)
+    for target in found:
+        assert re.fullmatch(rf"{name}-{template_hash}-[{SAFE_ALPHABET}]{{5}}", target.pod_name), target.pod_name
+        labels = meta_labels(target)
+        assert labels["__meta_kubernetes_pod_controller_name"] == f"{name}-{template_hash}"
+        assert labels["__meta_kubernetes_pod_label_pod_template_hash"] == template_hash
+    # A rollout (a changed template) renames the pods; the same template keeps the names.
+    assert [t.pod_name for t in targets(copy.deepcopy(objects))] == [t.pod_name for t in found]
+    changed = copy.deepcopy(objects)
+    one(changed, "Deployment")["spec"]["template"]["metadata"].setdefault("annotations", {})["x"] = "y"
+    assert not {t.pod_name for t in targets(changed)} & {t.pod_name for t in found}
+
+
+def test_every_pod_shares_the_service_port_and_has_its_own_metrics_port(objects):
+    pods = local_pods(objects, app_port=18000, metrics_port=19100)
+    assert [(p.app_port, p.metrics_port) for p in pods] == [(18000, 19100), (18000, 19101)]
+    declared = local_pods(objects)
+    assert [p.metrics_port for p in declared] == [9100, 9101]
+    assert {p.env["PORT"] for p in declared} == {"8000"}
 
 
 def test_job_label_and_relabelings_are_honoured(objects):

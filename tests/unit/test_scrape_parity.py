@@ -17,7 +17,7 @@ import yaml
 from offcluster.config import Ports, build
 from offcluster.manifests import ROOT, RenderError, one, render
 from offcluster.scrape import scrape_configs
-from offcluster.targets import LOCAL_IP, node_name
+from offcluster.targets import LOCAL_IP, node_name, targets
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not on PATH: `make deps` installs it")
@@ -38,7 +38,8 @@ def _changed(objects, monitor_spec=None, endpoint=None, pod_labels=None):
 
 
 def final_labels(objects, tmp_path: Path, **options) -> dict[str, str]:
-    """The labels Prometheus gives the job's one target after relabelling (what `/api/v1/targets` shows)."""
+    """The labels Prometheus gives the job's first target (its first pod) after relabelling (what
+    `/api/v1/targets` shows); every pod is a target."""
     jobs = scrape_configs(objects, **options)
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "30s"}, "scrape_configs": jobs}))
@@ -48,16 +49,18 @@ def final_labels(objects, tmp_path: Path, **options) -> dict[str, str]:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    assert len(found) == 1, found
+    assert len(found) == len([t for t in targets(objects) if t.job_name == jobs[0]["job_name"]]), found
     return {k: v for k, v in found[0]["labels"].items() if not k.startswith("__")}
 
 
 @needs_promtool
 def test_todays_servicemonitor_gets_the_operators_labels(objects, tmp_path):
     labels = final_labels(objects, tmp_path)
-    assert set(labels) == {"job", "namespace", "service", "pod", "container", "endpoint", "instance"}
+    assert set(labels) == {"job", "namespace", "service", "pod", "container", "endpoint", "instance", "track"}
     assert (labels["job"], labels["namespace"], labels["endpoint"]) == ("wine-classifier", "ml-serving", "metrics")
     assert labels["container"] == "model-server"
+    # podTargetLabels: the pod's rollout track on every series.
+    assert labels["track"] == "stable"
 
 
 @needs_promtool
