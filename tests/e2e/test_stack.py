@@ -1,9 +1,11 @@
 """The whole local pipeline, for real: the app under gunicorn, Prometheus configured from the ServiceMonitor
 and PrometheusRule, Alertmanager routed by the helmfile's values, locust traffic.
 
-The tests of this module run in order against one stack: discovery, traffic, dashboard queries, drift,
-a fault that pages, then `down`. Time is compressed (1 s scrapes and rule evaluations, `for:` and
-`group_wait` shortened); names, labels, annotations and routes are the declared ones.
+The tests of this module run in order against one stack, which runs as many pods as the Deployment's
+`replicas` (separate gunicorn masters sharing the Service's port): discovery of every pod, what the fleet's
+rules make of traffic spread over the pods, locust traffic, dashboard queries, drift, one pod killed (no page
+while the other serves), every pod stopped (a page), then `down`. Time is compressed (1 s scrapes and rule
+evaluations, `for:` and `group_wait` shortened); names, labels, annotations and routes are the declared ones.
 """
 
 from __future__ import annotations
@@ -11,22 +13,29 @@ from __future__ import annotations
 import copy
 import csv
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 import yaml
+from sklearn.datasets import load_wine
 
+from app.model import load
+from harness.exposition import samples
+from harness.load import ROW
 from harness.server import ROOT, free_port
 from offcluster.config import Ports
 from offcluster.grafana import INSTALL_HINT, PROMETHEUS_DATASOURCE, dashboards
 from offcluster.manifests import one, render
 from offcluster.process_group import group_alive
 from offcluster.stack import Stack
+from offcluster.supervisor import port_free
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 APP_RECEIVER = "ml-serving-oncall"
@@ -54,11 +63,19 @@ def compress_routing(config: dict) -> dict:
     return config
 
 
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports: pod i listens on the first metrics port + i."""
+    while True:
+        first = free_port()
+        if all(port_free(first + i) for i in range(count)):
+            return first
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ports = Ports(
-        app=free_port(), metrics=free_port(), prometheus=free_port(), alertmanager=free_port(), webhook=free_port(),
-        grafana=free_port(),
+        app=free_port(), metrics=free_port_run(4), prometheus=free_port(), alertmanager=free_port(),
+        webhook=free_port(), grafana=free_port(),
     )  # fmt: skip
     running = Stack(
         tmp_path_factory.mktemp("stack"),
@@ -109,33 +126,130 @@ def run_locust(stack: Stack, out: Path, seconds: int, *extra: str) -> dict[str, 
         return {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(f) if row["Name"] != "Aggregated"}
 
 
-def test_prometheus_discovers_the_app_with_the_operators_labels(stack):
+def test_prometheus_discovers_every_replica_with_the_operators_labels(stack):
     objects = render()
     service, deployment = one(objects, "Service"), one(objects, "Deployment")
     monitor = one(objects, "ServiceMonitor")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
+    replicas = deployment["spec"]["replicas"]
+    assert replicas >= 2 and len(stack.pods) == replicas
 
-    def target_up():
+    def targets_up():
         result = query(stack, "up")
-        assert len(result) == 1 and result[0]["value"][1] == "1", result
-        return result[0]["metric"]
+        assert len(result) == replicas and all(r["value"][1] == "1" for r in result), result
+        return [r["metric"] for r in result]
 
-    labels = eventually(target_up)
-    assert labels == {
-        "__name__": "up",
-        "job": service["metadata"]["name"],
-        "namespace": service["metadata"]["namespace"],
-        "service": service["metadata"]["name"],
-        "pod": labels["pod"],
-        "container": container["name"],
-        "endpoint": monitor["spec"]["endpoints"][0]["port"],
-        "instance": stack.urls["metrics"].removeprefix("http://").removesuffix("/metrics"),
-    }
-    assert labels["pod"].startswith(deployment["metadata"]["name"] + "-")
+    found = {labels["pod"]: labels for labels in eventually(targets_up)}
+    assert set(found) == {pod.name for pod in stack.pods}
+    for pod in stack.pods:
+        assert found[pod.name] == {
+            "__name__": "up",
+            "job": service["metadata"]["name"],
+            "namespace": service["metadata"]["namespace"],
+            "service": service["metadata"]["name"],
+            "pod": pod.name,
+            "container": container["name"],
+            "endpoint": monitor["spec"]["endpoints"][0]["port"],
+            "instance": stack.urls[f"metrics {pod.name}"].removeprefix("http://").removesuffix("/metrics"),
+            "track": deployment["spec"]["template"]["metadata"]["labels"]["track"],
+        }
+        assert pod.name.startswith(deployment["metadata"]["name"] + "-")
     targets = requests.get(f"{stack.urls['prometheus']}/api/v1/targets", timeout=10).json()["data"]
     pools = {t["scrapePool"] for t in targets["activeTargets"]}
     name = monitor["metadata"]
     assert pools == {f"serviceMonitor/{name['namespace']}/{name['name']}/0"}
+
+
+def pod_counts(stack: Stack, name: str) -> dict[str, dict[tuple, float]]:
+    """pod -> {labels: value} of the counter `name` read from each pod's own /metrics (no Prometheus)."""
+    out = {}
+    for pod in stack.pods:
+        text = requests.get(stack.urls[f"metrics {pod.name}"], timeout=10).text
+        out[pod.name] = {labels: v for (sample, labels), v in samples(text).items() if sample == name}
+    return out
+
+
+def psi(counts: np.ndarray, reference: list[float]) -> float:
+    """The rule's PSI for one feature, with its 1e-4 floor on both shares."""
+    actual = np.maximum(counts / counts.sum(), 1e-4)
+    expected = np.maximum(np.asarray(reference), 1e-4)
+    return float(((actual - expected) * np.log(actual / expected)).sum())
+
+
+def test_psi_and_accuracy_over_the_pods_are_what_one_pod_given_all_traffic_would_show(stack):
+    """Known rows through the Service's port, each request on a new connection: the kernel spreads them over
+    the pods. The reference is what one process given every row and every feedback item counts: the model's
+    own binning of the same rows, and the share of feedback items whose prediction was right."""
+    model = load(stack.model_dir)
+    wine = load_wine()
+    rng = np.random.default_rng(7)
+    proline = model.feature_names.index("proline")
+    sent, feedback = [], []
+    for _ in range(60):
+        picked = rng.integers(0, len(wine.data), 8)
+        rows = wine.data[picked] + rng.normal(0.0, 0.05, (8, wine.data.shape[1])) * wine.data.std(axis=0)
+        # Half of every request drifted on one feature: whichever pod takes a request sees the same mix.
+        rows[::2, proline] += 3 * wine.data[:, proline].std()
+        rows = np.round(rows, 4)
+        answer = requests.post(f"{stack.urls['app']}/predict", json={"instances": rows.tolist()}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        sent.append(rows)
+        # Feedback for the undrifted rows; one item in twenty reports the wrong class: accuracy below 1, and
+        # above the accuracy alert's line (which a later test crosses on purpose).
+        for predicted, truth in zip(body["predictions"][1::2], wine.target[picked][1::2], strict=True):
+            actual = model.class_names[(truth + (1 if len(feedback) % 20 == 0 else 0)) % len(model.class_names)]
+            feedback.append({"predicted": predicted, "actual": actual, "model_version": body["model_version"]})
+    for start in range(0, len(feedback), 16):
+        answer = requests.post(f"{stack.urls['app']}/feedback", json={"feedback": feedback[start : start + 16]})
+        assert answer.status_code == 200, answer.text
+
+    rows = np.vstack(sent)
+    bins = model.predict(rows).bin_indices
+    reference_counts = {
+        (feature, str(b)): float((bins[:, j] == b).sum())
+        for j, feature in enumerate(model.feature_names)
+        for b in range(len(model.metadata["reference"]["features"][j]["bin_ratios"]))
+    }
+
+    def summed_exactly():
+        # Together the pods counted each row exactly once (input counts reach /metrics within a second).
+        result = query(stack, "sum by (feature, bin) (model_input_feature_bin_total)")
+        counted = {(r["metric"]["feature"], r["metric"]["bin"]): float(r["value"][1]) for r in result}
+        assert counted == reference_counts
+
+    eventually(summed_exactly, timeout=15)
+    # And every pod took a real share of them.
+    per_pod = pod_counts(stack, "model_input_feature_bin_total")
+    shares = {pod: round(sum(values.values()) / rows.size, 3) for pod, values in per_pod.items()}
+    assert all(share > 0.1 for share in shares.values()), shares
+    expected_psi = {
+        feature: psi(
+            np.array([reference_counts[(feature, str(b))] for b in range(len(ref["bin_ratios"]))]), ref["bin_ratios"]
+        )
+        for feature, ref in zip(model.feature_names, model.metadata["reference"]["features"], strict=True)
+    }
+    correct = sum(item["predicted"] == item["actual"] for item in feedback) / len(feedback)
+
+    def recorded_match():
+        recorded = {
+            r["metric"]["feature"]: float(r["value"][1])
+            for r in query(stack, "namespace_job_feature:model_input_psi:1h")
+        }
+        assert set(recorded) == set(expected_psi)
+        for feature, value in expected_psi.items():
+            # rate() extrapolates each pod's series to the window's end by its own scrape phase: a few %.
+            assert recorded[feature] == pytest.approx(value, rel=0.05, abs=0.01), (feature, recorded, expected_psi)
+        accuracy = scalar(stack, "namespace_job:model_accuracy:ratio_rate1h")
+        assert accuracy == pytest.approx(correct, abs=0.01)
+        return recorded, accuracy
+
+    recorded, accuracy = eventually(recorded_match, timeout=15)
+    assert expected_psi["proline"] > 0.25 > max(v for f, v in expected_psi.items() if f != "proline")
+    print(
+        f"\npods={len(stack.pods)} row shares={shares} proline PSI two-pod={recorded['proline']:.4f} "
+        f"one-pod={expected_psi['proline']:.4f}; accuracy two-pod={accuracy:.4f} one-pod={correct:.4f}"
+    )
 
 
 def test_the_dashboard_is_served_by_grafana_or_one_line_says_how_to_get_it(stack):
@@ -163,6 +277,13 @@ def test_the_dashboard_is_served_by_grafana_or_one_line_says_how_to_get_it(stack
 
 
 def test_prometheus_counts_what_locust_sent(stack, tmp_path):
+    counters = {
+        "predict": 'sum(http_requests_total{route="/predict"})',
+        "model": 'sum(http_requests_total{route="/model"})',
+        "refused": "sum(model_invalid_requests_total)",
+    }
+    # What earlier tests sent (all scraped by now: the previous test waited for its exact sums).
+    before = {name: scalar(stack, f"{expr} or vector(0)") for name, expr in counters.items()}
     sent = run_locust(stack, tmp_path / "steady", 15)
     assert sent["/predict"] > 100 and sent["/predict [invalid]"] > 0 and sent["/model"] > 0
 
@@ -171,9 +292,7 @@ def test_prometheus_counts_what_locust_sent(stack, tmp_path):
     in_flight_at_stop = USERS
 
     def counts_agree():
-        predict = scalar(stack, 'sum(http_requests_total{route="/predict"})')
-        model = scalar(stack, 'sum(http_requests_total{route="/model"})')
-        refused = scalar(stack, "sum(model_invalid_requests_total)")
+        predict, model, refused = (scalar(stack, expr) - before[name] for name, expr in counters.items())
         expected = sent["/predict"] + sent["/predict [invalid]"]
         assert expected <= predict <= expected + in_flight_at_stop
         assert sent["/model"] <= model <= sent["/model"] + in_flight_at_stop
@@ -182,6 +301,13 @@ def test_prometheus_counts_what_locust_sent(stack, tmp_path):
 
     # The last requests show up at the next scrape (1 s): a few intervals of slack, no more.
     eventually(counts_agree, timeout=5)
+    # The sums are over pods that each served a real share of it.
+    by_pod = {
+        r["metric"]["pod"]: float(r["value"][1])
+        for r in query(stack, counters["predict"].replace("sum(", "sum by (pod) ("))
+    }
+    assert len(by_pod) == len(stack.pods) and all(v > 0.1 * sent["/predict"] for v in by_pod.values()), by_pod
+    print(f"\nlocust /predict={sent['/predict']} + invalid {sent['/predict [invalid]']}; Prometheus by pod: {by_pod}")
 
 
 def test_every_dashboard_query_returns_data(stack):
@@ -232,14 +358,48 @@ def test_wrong_ground_truth_fires_the_accuracy_alert(stack, tmp_path):
     assert scalar(stack, f"{cell} * 3600") > 100
 
 
-def test_a_stopped_app_pages_through_alertmanager(stack):
-    rules = {
+def declared_alerts() -> dict[str, dict]:
+    return {
         rule["alert"]: rule
         for group in yaml.safe_load((ROOT / "manifests" / "prometheusrule.yaml").read_text())["spec"]["groups"]
         for rule in group["rules"]
         if "alert" in rule
     }
-    stack.stop("app")
+
+
+def test_one_pod_killed_is_one_target_down_and_no_page_while_the_other_serves(stack):
+    killed, serving = stack.pods[0], stack.pods[1:]
+    rules = declared_alerts()
+    critical = {name for name, rule in rules.items() if rule["labels"]["severity"] == "critical"}
+    # The drift tests above page already (input drift is critical): the kill must add no page of its own.
+    paging_before = {a["metric"]["alertname"] for a in query(stack, 'ALERTS{alertstate="firing", severity="critical"}')}
+    stack.stop(killed.name, sig=signal.SIGKILL)
+
+    def target_down_for_the_killed_pod():
+        firing = query(stack, 'ALERTS{alertname="WineClassifierTargetDown", alertstate="firing"}')
+        assert [a["metric"]["pod"] for a in firing] == [killed.name], firing
+
+    eventually(target_down_for_the_killed_pod, timeout=30)
+    # The Service's port still answers: the kernel hands new connections to the pods still listening.
+    answers = [requests.post(f"{stack.urls['app']}/predict", json={"instances": [ROW]}, timeout=10) for _ in range(20)]
+    assert [a.status_code for a in answers] == [200] * 20
+    assert scalar(stack, 'sum(up{job="wine-classifier"})') == len(serving)
+    time.sleep(3)  # longer than the compressed `for:` of the fleet-down page, were it pending
+    paging = {a["metric"]["alertname"] for a in query(stack, 'ALERTS{alertstate="firing", severity="critical"}')}
+    assert paging <= paging_before and "WineClassifierDown" not in paging, paging
+    delivered = {
+        a["labels"]["alertname"]
+        for n in stack.alerts()
+        if n["payload"]["status"] == "firing"
+        for a in n["payload"]["alerts"]
+    }
+    assert not (delivered & critical) - paging_before, delivered
+
+
+def test_every_pod_stopped_pages_through_alertmanager(stack):
+    rules = declared_alerts()
+    for pod in stack.pods:
+        stack.stop(pod.name)
 
     def delivered():
         notifications = [n for n in stack.alerts() if n["payload"]["status"] == "firing"]
@@ -249,7 +409,9 @@ def test_a_stopped_app_pages_through_alertmanager(stack):
             for a in n["payload"]["alerts"]
             if a["labels"]["alertname"] in ("WineClassifierTargetDown", "WineClassifierDown")
         }
-        assert "WineClassifierTargetDown" in alerts, [n["payload"]["groupLabels"] for n in notifications]
+        assert {"WineClassifierTargetDown", "WineClassifierDown"} <= set(alerts), [
+            n["payload"]["groupLabels"] for n in notifications
+        ]
         return alerts
 
     alerts = eventually(delivered, timeout=60)
@@ -262,7 +424,8 @@ def test_a_stopped_app_pages_through_alertmanager(stack):
         assert alert["annotations"]["runbook_url"] == declared["annotations"]["runbook_url"]
         assert all("{{" not in text for text in alert["annotations"].values())
     firing = query(stack, 'ALERTS{alertstate="firing", alertname="WineClassifierTargetDown"}')
-    assert firing and firing[0]["metric"]["severity"] == rules["WineClassifierTargetDown"]["labels"]["severity"]
+    assert {a["metric"]["pod"] for a in firing} == {pod.name for pod in stack.pods}
+    assert {a["metric"]["severity"] for a in firing} == {rules["WineClassifierTargetDown"]["labels"]["severity"]}
 
 
 def test_alert_panels_show_the_firing_alert(stack):
@@ -277,7 +440,7 @@ def test_alert_panels_show_the_firing_alert(stack):
 
 def test_down_leaves_no_process_behind(stack):
     pids = stack.running()
-    assert set(pids) - {"grafana"} == {"webhook", "alertmanager", "prometheus"}  # the app was stopped above
+    assert set(pids) - {"grafana"} == {"webhook", "alertmanager", "prometheus"}  # the pods were stopped above
     result = subprocess.run(
         [sys.executable, "-m", "offcluster", "down"],
         cwd=ROOT, env={**os.environ, "STATE_DIR": str(stack.state)}, capture_output=True, text=True, timeout=60,
