@@ -3,6 +3,7 @@
 # $PROMETHEUS_MULTIPROC_DIR and /tmp, mounted as volumes (manifests/deployment.yaml).
 #
 #   docker build -t wine-classifier:0.1.0 .       (or: minikube image build -t wine-classifier:0.1.0 .)
+#   docker build --build-arg TRAIN_ARGS="--seed 7" -t wine-classifier:0.1.0-canary .     (the canary, canary/)
 
 # ---- build: dependencies into a virtualenv, then the model artefact -------------------------------------
 FROM python:3.11-slim-bookworm AS build
@@ -26,7 +27,11 @@ RUN python -m venv "$VIRTUAL_ENV" \
 
 COPY app ./app
 # Deterministic training on a dataset shipped with scikit-learn: no download, same bytes, same version.
-RUN python -m app.train --out /opt/model
+# TRAIN_ARGS makes another model (another version) for a canary image, e.g. `--seed 7` (canary/).
+# xargs splits the arguments as a shell would, and runs the command once when there are none.
+ARG TRAIN_ARGS=""
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN printf '%s\n' "$TRAIN_ARGS" | xargs python -m app.train --out /opt/model
 
 # ---- runtime ---------------------------------------------------------------------------------------------
 FROM python:3.11-slim-bookworm
