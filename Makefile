@@ -5,6 +5,7 @@
 # Ports: APP_PORT and METRICS_PORT (default: what manifests/deployment.yaml declares, 8000 and 9100),
 # PROMETHEUS_PORT (9090), ALERTMANAGER_PORT (9093), WEBHOOK_PORT (9095), GRAFANA_PORT (3000, used when Grafana
 # is installed: `grafana` / `grafana-server` on PATH, or GRAFANA_HOME). State: STATE_DIR (.state/).
+# CANARY=1 (make up / make demo): run canary/ (stable pods plus a canary pod of another model) instead of manifests/.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +16,7 @@ WEBHOOK_PORT ?= 9095
 GRAFANA_PORT ?= 3000
 STATE_DIR ?= .state
 DEMO_DURATION ?= 3m
-export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAFANA_PORT STATE_DIR DEMO_DURATION
+export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAFANA_PORT STATE_DIR DEMO_DURATION CANARY
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
@@ -50,10 +51,10 @@ deps: ## install Prometheus and Alertmanager (Debian packages) if they are missi
 model: venv ## train the model into ./model
 	$(BIN)/python -m app.train --out model
 
-demo: venv deps ## run the stack (Grafana too when installed), drive locust traffic, print URLs and a summary; Ctrl-C stops everything (DRIFT=1: drifted inputs too)
+demo: venv deps ## run the stack (Grafana too when installed), drive locust traffic, print URLs and a summary; Ctrl-C stops everything (DRIFT=1: drifted inputs too; CANARY=1: a canary pod of another model next to stable)
 	$(BIN)/python -m offcluster demo $(if $(DRIFT),--drift)
 
-up: venv deps ## start the stack detached
+up: venv deps ## start the stack detached (CANARY=1: with the canary overlay's pods)
 	$(BIN)/python -m offcluster up
 
 down: ## stop everything `make up` / `make demo` started

@@ -7,7 +7,9 @@
     python -m offcluster config   # only write the generated config files
 
 Ports come from APP_PORT, METRICS_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT, WEBHOOK_PORT, GRAFANA_PORT;
-state (configs, data, logs, pids, model) lives under STATE_DIR (default .state/). Grafana runs when it is
+state (configs, data, logs, pids, model) lives under STATE_DIR (default .state/). CANARY=1 runs what
+`kubectl apply -k canary` declares (the stable pods plus a canary pod of another model version) instead of
+`manifests/`. Grafana runs when it is
 installed (`grafana` / `grafana-server` on PATH, or GRAFANA_HOME).
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from offcluster.config import Ports
 from offcluster.demo import run_demo
-from offcluster.manifests import ROOT, RenderError
+from offcluster.manifests import CANARY, MANIFESTS, ROOT, RenderError
 from offcluster.stack import Stack, StackError
 
 
@@ -45,6 +47,7 @@ def stack_from_env() -> Stack:
         scrape_interval=os.environ.get("SCRAPE_INTERVAL") or None,
         evaluation_interval=os.environ.get("EVALUATION_INTERVAL") or None,
         workers=int(os.environ.get("WEB_CONCURRENCY", "2")),
+        manifests=CANARY if os.environ.get("CANARY") else MANIFESTS,
     )
 
 

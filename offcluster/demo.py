@@ -39,6 +39,9 @@ def summary(prometheus: str) -> list[str]:
     for series in query(prometheus, "sum by (route, status) (http_requests_total)"):
         labels = series["metric"]
         lines.append(f"  requests {labels.get('route')} {labels.get('status')}: {float(series['value'][1]):.0f}")
+    for series in query(prometheus, 'sum by (track, pod) (http_requests_total{route="/predict"})'):
+        labels = series["metric"]
+        lines.append(f"  /predict by pod: {labels.get('track')} {labels.get('pod')}: {float(series['value'][1]):.0f}")
     for series in query(prometheus, 'ALERTS{alertstate="firing"}'):
         lines.append(f"  firing: {series['metric'].get('alertname')} ({series['metric'].get('severity', '')})")
     return lines

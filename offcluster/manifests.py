@@ -12,6 +12,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
+# The canary overlay: manifests/ plus a canary Deployment (`kubectl apply -k canary`).
+CANARY = ROOT / "canary"
 
 Obj = dict[str, Any]
 

@@ -15,7 +15,7 @@ from dashboard.rows import drift, quality, slo, traffic
 from dashboard.rows import model as model_row
 
 DEFAULT_TITLES = {"", "Panel Title", "New panel"}
-ROW_TITLES = ["Traffic", "SLO", "Model", "Drift", "Alerts"]
+ROW_TITLES = ["Traffic", "SLO", "Model", "Drift", "Canary against stable", "Alerts"]
 # A vector selector: a metric name and its matchers (the tokenizer's job is names; this one's is matchers).
 SELECTOR = re.compile(r"(?<![\w:$])([A-Za-z_:][\w:]*)\s*\{([^}]*)\}")
 
