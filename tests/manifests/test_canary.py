@@ -95,3 +95,8 @@ def test_the_canary_model_is_trained_as_its_image_is_built(canary_objects: list[
 
 def test_the_canary_deployment_validates_strictly(canary_objects: list[Obj]) -> None:
     kubernetes_validate.validate(one(canary_objects, "Deployment", CANARY_NAME), KUBERNETES_VERSION, strict=True)
+
+
+def test_rolling_back_deletes_exactly_the_canary_deployment() -> None:
+    # `kubectl delete -k canary/deployment` is the README's roll-back: it must name nothing but the canary.
+    assert [_key(o) for o in render(CANARY / "deployment")] == [("Deployment", CANARY_NAME)]
