@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.server import free_port
+from harness.server import free_port, free_port_run
 from offcluster.config import Ports
 from offcluster.manifests import CANARY
 from offcluster.stack import Stack
@@ -27,7 +27,6 @@ from tests.e2e.test_stack import (
     compress_for,
     compress_routing,
     eventually,
-    free_port_run,
     query,
     run_locust,
 )

@@ -29,13 +29,12 @@ from sklearn.datasets import load_wine
 from app.model import load
 from harness.exposition import samples
 from harness.load import ROW
-from harness.server import ROOT, free_port
+from harness.server import ROOT, free_port, free_port_run
 from offcluster.config import Ports
 from offcluster.grafana import INSTALL_HINT, PROMETHEUS_DATASOURCE, dashboards
 from offcluster.manifests import one, render
 from offcluster.process_group import group_alive
 from offcluster.stack import Stack
-from offcluster.supervisor import port_free
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 APP_RECEIVER = "ml-serving-oncall"
@@ -61,14 +60,6 @@ def compress_routing(config: dict) -> dict:
         route.update({k: "1s" for k in ("group_wait", "group_interval") if k in route or route is config["route"]})
         routes.extend(route.get("routes", []))
     return config
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free ports: pod i listens on the first metrics port + i."""
-    while True:
-        first = free_port()
-        if all(port_free(first + i) for i in range(count)):
-            return first
 
 
 @pytest.fixture(scope="module")

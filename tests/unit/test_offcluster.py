@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from harness.server import free_port
+from harness.server import free_port, free_port_run
 from offcluster.config import Ports, alertmanager_config, app_environment, build
 from offcluster.helm import chart_values
 from offcluster.manifests import RenderError, of_kind, one, render
@@ -151,7 +151,7 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path):
         held.bind(("127.0.0.1", 0))
         held.listen()
         busy = held.getsockname()[1]
-        free = [free_port() for _ in range(4)]
+        free = [free_port(), free_port_run(2), free_port(), free_port()]
         stack = Stack(
             tmp_path, Ports(app=free[0], metrics=free[1], alertmanager=free[2], webhook=free[3], prometheus=busy)
         )
