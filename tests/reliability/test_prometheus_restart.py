@@ -15,7 +15,7 @@ import requests
 
 from harness.load import BODY
 from harness.processes import report, wait_until
-from harness.server import free_port
+from harness.server import free_port, free_port_run
 from offcluster.config import Ports
 from offcluster.stack import Stack
 
@@ -25,7 +25,7 @@ Raw = dict[tuple[tuple[str, str], ...], list[tuple[float, str]]]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Stack]:
     ports = Ports(
-        app=free_port(), metrics=free_port(), prometheus=free_port(), alertmanager=free_port(), webhook=free_port()
+        app=free_port(), metrics=free_port_run(2), prometheus=free_port(), alertmanager=free_port(), webhook=free_port()
     )
     state = tmp_path_factory.mktemp("stack")
     shutil.copytree(model_dir, state / "model")  # the session's artefact: no second training run
