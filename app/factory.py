@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from app.json_provider import OrjsonProvider
 from app.model_state import ModelState
 from app.routes import api
 from app.validation import MAX_BODY_BYTES, InvalidInput
@@ -37,8 +38,7 @@ def create_app(model_dir: Path | None = None, instrumented: bool | None = None) 
     app = Flask(__name__, static_folder=None)  # the API serves no files: no /static/<path> route
     app.debug = False  # Flask took FLASK_DEBUG from the environment just above; production never runs debug
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False
-    app.json.compact = True
+    app.json = OrjsonProvider(app)
     if instrumented is None:
         instrumented = _env_flag("METRICS_ENABLED", True)
     if model_dir is None:

@@ -17,7 +17,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 # prometheus_client reads this when first imported: it must be set before the app is. It is wiped here,
 # when the config is read, because preload imports the app BEFORE the on_starting hook would run.
-_multiproc = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="prometheus-multiproc-"))
+_multiproc = Path(
+    os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    or tempfile.mkdtemp(prefix="prometheus-multiproc-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+)
 _multiproc.mkdir(parents=True, exist_ok=True)
 for _stale in _multiproc.glob("*.db"):
     _stale.unlink()

@@ -1,5 +1,8 @@
 """Request metrics at the WSGI boundary: count, latency and in-flight for every request a worker answers.
 
+Count and in-flight are written at once; latencies are summed in the worker and written every second
+(``app.pending``), so the latency histogram reaches /metrics up to a second after the request count.
+
 One wrapper around Flask's WSGI app rather than before/after/teardown hooks: it sees every request,
 error responses included, and costs one call instead of three hooks and the context-local lookups they
 need. The route label is read from the URL rule Flask matched, while the request context is still open
@@ -15,6 +18,7 @@ from typing import Any
 from flask import Flask, request
 
 from app import metrics
+from app.pending import PendingHistogram
 
 
 class _RequestMetrics:
@@ -36,7 +40,8 @@ class _RequestMetrics:
             code = status[:3]
             duration = self._durations.get((method, route))
             if duration is None:
-                duration = self._durations[(method, route)] = metrics.http_request_duration.labels(method, route)
+                child = metrics.http_request_duration.labels(method, route)
+                duration = self._durations[(method, route)] = PendingHistogram(child)
             count = self._counts.get((method, route, code))
             if count is None:
                 count = self._counts[(method, route, code)] = metrics.http_requests.labels(method, route, code)
