@@ -1,4 +1,8 @@
-"""The app factory: configuration, error handling and security headers around the API blueprint."""
+"""The app factory: configuration, error handling and security headers around the API blueprint.
+
+Importing this module imports prometheus_client (through ``app.metrics``): under gunicorn,
+``app/gunicorn.conf.py`` has set ``PROMETHEUS_MULTIPROC_DIR`` by then (docs/metrics.md).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from app import metrics
+from app.instrumentation import instrument
 from app.json_provider import OrjsonProvider
 from app.model_state import ModelState
 from app.routes import api
@@ -44,12 +50,7 @@ def create_app(model_dir: Path | None = None, instrumented: bool | None = None) 
     if model_dir is None:
         model_dir = Path(os.environ.get("MODEL_DIR", "model"))
 
-    # Imported here so that nothing touches prometheus_client before the caller set the multiprocess dir.
-    from app import metrics
-
     if instrumented:
-        from app.instrumentation import instrument
-
         instrument(app)
         metrics.initialise_invalid_reasons()
     app.extensions["model_state"] = ModelState(model_dir, instrumented=instrumented)

@@ -1,11 +1,14 @@
-"""Every metric the service exports, in one place.
+"""Every metric the service exports, declared in one place, with its name as a constant.
 
-The dashboard generator, the alert rules and the tests import the names from here, so a rename is one
-edit. No label ever takes a value chosen by a client: routes come from the Flask URL map, methods and
-invalid-input reasons from fixed sets, features, bins and classes from the loaded model.
+The dashboard generator (``dashboard/``) imports the name constants from here. The alert rules
+(``manifests/prometheusrule.yaml``) write the names out; ``tests/dashboard/test_metric_names.py`` fails when a
+rule or a panel uses a name that these collectors do not export, so a rename is an edit here and in the rules,
+caught by that test if the rules are forgotten. No label ever takes a value chosen by a client: routes come
+from the Flask URL map, methods and invalid-input reasons from fixed sets, features, bins and classes from the
+loaded model.
 
-This module must be imported after ``PROMETHEUS_MULTIPROC_DIR`` is set (``app/gunicorn.conf.py`` does it),
-or every worker silently keeps its own numbers.
+This module must be imported after ``PROMETHEUS_MULTIPROC_DIR`` is set, or every worker silently keeps its own
+numbers: docs/metrics.md.
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ def decode_json_object(body: bytes, mimetype: str | None) -> dict[str, Any]:
         raise InvalidInput("unsupported_media_type", "send the body as Content-Type: application/json", 415)
     try:
         # orjson accepts strict RFC 8259 JSON only, a subset of what json.loads reads, and decodes it to the same
-        # values; whatever it refuses (NaN, UTF-16, a lone surrogate, deep nesting...) json.loads then judges as
-        # it always has, so every refusal keeps its reason.
+        # values, except that an integer beyond 64 bits becomes the nearest float (as in JavaScript), not a Python
+        # int. Whatever it refuses (NaN, UTF-16, a lone surrogate, deep nesting...) json.loads then judges as it
+        # always has, so every refusal keeps its reason.
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         try:
