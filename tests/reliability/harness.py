@@ -1,6 +1,6 @@
 """Load, scrapes and process inspection for the reliability tests: real sockets, real pids, nothing mocked.
 
-Clients open a fresh connection per request (gunicorn's sync workers close after every response anyway), so
+Clients open a fresh connection per request (no keep-alive connection outlives the worker it was bound to), so
 a failure can be classified exactly: refused (nobody listening), reset/disconnected before any response
 (accepted by the kernel, never answered), or a response with a status.
 """
