@@ -6,13 +6,11 @@ Importing this module imports prometheus_client (through ``app.metrics``): under
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
 from pathlib import Path
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app import metrics
@@ -20,6 +18,7 @@ from app.instrumentation import instrument
 from app.json_provider import OrjsonProvider
 from app.model_state import ModelState
 from app.routes import api
+from app.unread_body import drain_after
 from app.validation import MAX_BODY_BYTES, InvalidInput
 
 log = logging.getLogger("app")
@@ -34,20 +33,6 @@ SECURITY_HEADERS = {
 
 # Werkzeug's exception names, made into stable machine-readable codes.
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
-
-
-def _close_after_answer() -> None:
-    """End the connection once a refusal of an unread body is sent, rather than read the rest of that body.
-
-    gunicorn keeps connections alive, and before reading the next request from one it reads what the app left
-    of the last body (up to 64 KiB, for up to 5 s): a client that declared a huge body and sent none would hold
-    a worker thread for 5 s. With the socket's read side shut down, that read ends at once and gunicorn closes
-    the connection after the answer, as the sync worker did after every answer.
-    """
-    sock = request.environ.get("gunicorn.socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RD)
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -76,18 +61,18 @@ def create_app(model_dir: Path | None = None, instrumented: bool | None = None) 
     def _invalid(exc: InvalidInput):
         if instrumented:
             metrics.invalid_requests.labels(exc.reason).inc()
-        if exc.status == 413:
-            _close_after_answer()
-        return jsonify(error=exc.reason, detail=exc.detail), exc.status
+        response = jsonify(error=exc.reason, detail=exc.detail)
+        return (drain_after(response) if exc.status == 413 else response), exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = HTTP_ERROR_CODES.get(exc.code or 0, "http_error")
+        response = jsonify(error=code, detail=exc.description)
         if exc.code == 413:
-            _close_after_answer()
+            drain_after(response)
             if instrumented:
                 metrics.invalid_requests.labels("body_too_large").inc()
-        return jsonify(error=code, detail=exc.description), exc.code
+        return response, exc.code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
