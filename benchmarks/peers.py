@@ -4,7 +4,8 @@
                                [--servers this kserve mlserver] [--variant NAME=GUNICORN_CMD_ARGS ...]
     make bench-peers
 
-- this: THE gunicorn command (app/gunicorn.conf.py, 2 workers), every metric on, access log on.
+- this: THE gunicorn command (app/gunicorn.conf.py: 2 workers here, gthread with 4 threads each), every metric
+  on, access log on.
 - kserve: KServe 0.21's Python model server, a minimal sklearn `kserve.Model` in the shape of KServe's own
   sklearnserver (benchmarks/peer_servers/kserve_sklearn.py), V1 protocol, `--workers 2` (uvicorn processes).
 - mlserver: MLServer 1.7.1 with mlserver-sklearn, V2 protocol with `predict_proba` requested,
@@ -150,7 +151,7 @@ def start_this(work: Path, model: Path, name: str = "this", gunicorn_args: str =
     process = _spawn([gunicorn, "-c", "app/gunicorn.conf.py", "app.wsgi:app"], work / f"{name}.log", ROOT, env)
     return Peer(
         name=name,
-        description=f"THE gunicorn command, {WORKERS} workers{', ' + gunicorn_args if gunicorn_args else ''}",
+        description=f"THE gunicorn command, {WORKERS} workers, {gunicorn_args or 'gthread, 4 threads (config)'}",
         process=process,
         url=f"http://127.0.0.1:{port}/predict",
         ready_url=f"http://127.0.0.1:{port}/readyz",
