@@ -28,8 +28,8 @@ from app.pending import FLUSHER, PendingHistogram
 class ModelMetrics:
     """The per-model children, resolved once so that the request path only calls ``inc``/``observe``.
 
-    Counted at once, exact at every scrape: predictions by class and rows per batch (as are the request
-    metrics in ``app.instrumentation``). Summed in the worker and written by a background thread every
+    Counted at once, exact at every scrape: predictions by class and rows per batch (as is the request count in
+    ``app.instrumentation``). Summed in the worker and written by a background thread every
     ``app.pending.FLUSH_SECONDS`` and at exit: input values by feature bin (13 writes a row otherwise), the
     confidence of each row and the model-call time. Those reach /metrics up to that much later, and a worker
     killed with SIGKILL loses at most that much of them. Either way a request costs the same number of
