@@ -69,7 +69,7 @@ test-fast: venv ## unit, manifest, rule and dashboard tests only (no processes s
 bench: venv ## CPU per request in-process and throughput/latency with and without metrics, at 1 and 256 rows; scrape time
 	$(BIN)/python -m benchmarks.inprocess
 	$(BIN)/python -m benchmarks.service
-	@echo "not run here: worker churn (about 10 min): $(BIN)/python -m benchmarks.churn; next to KServe and MLServer: make bench-peers"
+	@echo "not run here: worker churn (a few minutes): $(BIN)/python -m benchmarks.churn; next to KServe and MLServer: make bench-peers"
 
 bench-peers: venv ## next to KServe and MLServer on the same model (installed once into $(STATE_DIR)/peers), load from wrk
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

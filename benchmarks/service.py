@@ -9,7 +9,7 @@ the bare /healthz of the same server; then the /metrics scrape time of a 4-worke
 `--scrape-requests` predictions. Figures are only comparable within one run.
 
 `make bench` runs this after `python -m benchmarks.inprocess` (CPU per request in-process). Not run by it:
-`python -m benchmarks.churn` (worker recycling: files and scrape time after 1000 recycles, about 10 minutes) and
+`python -m benchmarks.churn` (worker recycling: files and scrape time after 1000 recycles, a few minutes) and
 `python -m benchmarks.peers` (`make bench-peers`: next to KServe and MLServer).
 """
 
