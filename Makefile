@@ -22,7 +22,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: help deps venv model demo up down status test test-fast bench bench-peers lint dashboard clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -73,7 +73,7 @@ bench: venv ## CPU per request in-process and throughput/latency with and withou
 	$(BIN)/python -m benchmarks.service
 	@echo "not run here: worker churn (a few minutes): $(BIN)/python -m benchmarks.churn; next to KServe and MLServer: make bench-peers"
 
-bench-peers: venv ## next to KServe and MLServer on the same model (installed once into $(STATE_DIR)/peers), load from wrk
+bench-peers: venv ## next to KServe and MLServer on the same model (installed once into STATE_DIR/peers), load from wrk
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
 	  echo "wrk is not installed (apt-get install wrk): a Python keep-alive client drives the load instead"
