@@ -20,10 +20,10 @@ export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAF
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps venv model demo up down status test test-fast bench lint dashboard clean
+.PHONY: help deps venv model demo up down status test test-fast bench bench-peers lint dashboard clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -69,8 +69,16 @@ test: venv deps ## every test (the README's test command; CI runs it)
 test-fast: venv ## unit, manifest, rule and dashboard tests only (no processes started)
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-bench: venv ## throughput/latency with and without instrumentation, scrape time; prints ratios
+bench: venv ## CPU per request in-process and throughput/latency with and without metrics, at 1 and 256 rows; scrape time
+	$(BIN)/python -m benchmarks.inprocess
 	$(BIN)/python -m benchmarks.service
+	@echo "not run here: worker churn (a few minutes): $(BIN)/python -m benchmarks.churn; next to KServe and MLServer: make bench-peers"
+
+bench-peers: venv ## next to KServe and MLServer on the same model (installed once into STATE_DIR/peers), load from wrk
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+	  echo "wrk is not installed (apt-get install wrk): a Python keep-alive client drives the load instead"
+	PEERS_DIR=$(abspath $(STATE_DIR))/peers $(BIN)/python -m benchmarks.peers
 
 lint: venv ## ruff, yamllint, hadolint, and the generated dashboard is current
 	$(BIN)/ruff check .

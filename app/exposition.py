@@ -1,7 +1,8 @@
 """`/metrics` served by the gunicorn master, merged from every worker's multiprocess files.
 
 Workers never serve it: a scrape must not queue behind predictions when every worker is busy, and the
-app port does not expose metrics to clients.
+app port does not expose metrics to clients. The whole multiprocess design, its deviations and limits:
+docs/metrics.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The app factory: configuration, error handling and security headers around the API blueprint."""
+"""The app factory: configuration, error handling and security headers around the API blueprint.
+
+Importing this module imports prometheus_client (through ``app.metrics``): under gunicorn,
+``app/gunicorn.conf.py`` has set ``PROMETHEUS_MULTIPROC_DIR`` by then (docs/metrics.md).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,12 @@ from pathlib import Path
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from app import metrics
+from app.instrumentation import instrument
+from app.json_provider import OrjsonProvider
 from app.model_state import ModelState
 from app.routes import api
+from app.unread_body import drain_after
 from app.validation import MAX_BODY_BYTES, InvalidInput
 
 log = logging.getLogger("app")
@@ -37,19 +45,13 @@ def create_app(model_dir: Path | None = None, instrumented: bool | None = None) 
     app = Flask(__name__, static_folder=None)  # the API serves no files: no /static/<path> route
     app.debug = False  # Flask took FLASK_DEBUG from the environment just above; production never runs debug
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False
-    app.json.compact = True
+    app.json = OrjsonProvider(app)
     if instrumented is None:
         instrumented = _env_flag("METRICS_ENABLED", True)
     if model_dir is None:
         model_dir = Path(os.environ.get("MODEL_DIR", "model"))
 
-    # Imported here so that nothing touches prometheus_client before the caller set the multiprocess dir.
-    from app import metrics
-
     if instrumented:
-        from app.instrumentation import instrument
-
         instrument(app)
         metrics.initialise_invalid_reasons()
     app.extensions["model_state"] = ModelState(model_dir, instrumented=instrumented)
@@ -59,14 +61,18 @@ def create_app(model_dir: Path | None = None, instrumented: bool | None = None) 
     def _invalid(exc: InvalidInput):
         if instrumented:
             metrics.invalid_requests.labels(exc.reason).inc()
-        return jsonify(error=exc.reason, detail=exc.detail), exc.status
+        response = jsonify(error=exc.reason, detail=exc.detail)
+        return (drain_after(response) if exc.status == 413 else response), exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = HTTP_ERROR_CODES.get(exc.code or 0, "http_error")
-        if exc.code == 413 and instrumented:
-            metrics.invalid_requests.labels("body_too_large").inc()
-        return jsonify(error=code, detail=exc.description), exc.code
+        response = jsonify(error=code, detail=exc.description)
+        if exc.code == 413:
+            drain_after(response)
+            if instrumented:
+                metrics.invalid_requests.labels("body_too_large").inc()
+        return response, exc.code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

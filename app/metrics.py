@@ -1,22 +1,18 @@
-"""Every metric the service exports, in one place.
+"""Every metric the service exports, declared in one place, with its name as a constant.
 
-The dashboard generator, the alert rules and the tests import the names from here, so a rename is one
-edit. No label ever takes a value chosen by a client: routes come from the Flask URL map, methods and
-invalid-input reasons from fixed sets, features, bins and classes from the loaded model.
+The dashboard generator (``dashboard/``) imports the name constants from here. The alert rules
+(``manifests/prometheusrule.yaml``) write the names out; ``tests/dashboard/test_metric_names.py`` fails when a
+rule or a panel uses a name that these collectors do not export, so a rename is an edit here and in the rules,
+caught by that test if the rules are forgotten. No label ever takes a value chosen by a client: routes come
+from the Flask URL map, methods and invalid-input reasons from fixed sets, features, bins and classes from the
+loaded model.
 
-This module must be imported after ``PROMETHEUS_MULTIPROC_DIR`` is set (``app/gunicorn.conf.py`` does it),
-or every worker silently keeps its own numbers.
+This module must be imported after ``PROMETHEUS_MULTIPROC_DIR`` is set, or every worker silently keeps its own
+numbers: docs/metrics.md.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
-import threading
-import time
-from collections.abc import Iterable, Sequence
-
-import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 # The latency SLO threshold must be a bucket boundary so that the SLI is an exact bucket ratio. 0.25 is
@@ -68,9 +64,10 @@ MODEL_INFO = "model_info"
 MODEL_FEEDBACK_TOTAL = "model_feedback_total"
 MODEL_TRAINING_ACCURACY = "model_training_accuracy"
 
-# prometheus_client appends `_total` to counters itself: strip it for the constructor.
+# A counter's constructor takes the name with or without `_total`; prometheus_client strips it and writes it back
+# on the exported sample.
 http_requests = Counter(
-    HTTP_REQUESTS_TOTAL.removesuffix("_total"),
+    HTTP_REQUESTS_TOTAL,
     "HTTP requests answered, by route template, method and status code.",
     ["method", "route", "status"],
 )
@@ -86,7 +83,7 @@ http_in_flight = Gauge(
     multiprocess_mode="livesum",
 )
 predictions = Counter(
-    MODEL_PREDICTIONS_TOTAL.removesuffix("_total"),
+    MODEL_PREDICTIONS_TOTAL,
     "Rows predicted, by model version and predicted class.",
     ["model_version", "predicted_class"],
 )
@@ -106,7 +103,7 @@ batch_rows = Histogram(
     buckets=BATCH_BUCKETS,
 )
 input_feature_bin = Counter(
-    MODEL_INPUT_FEATURE_BIN_TOTAL.removesuffix("_total"),
+    MODEL_INPUT_FEATURE_BIN_TOTAL,
     "Input values seen, by feature and by bin of that feature's training distribution.",
     ["feature", "bin"],
 )
@@ -123,7 +120,7 @@ reference_class = Gauge(
     multiprocess_mode="max",
 )
 invalid_requests = Counter(
-    MODEL_INVALID_REQUESTS_TOTAL.removesuffix("_total"),
+    MODEL_INVALID_REQUESTS_TOTAL,
     "Request bodies refused with a 4xx, by reason.",
     ["reason"],
 )
@@ -135,7 +132,7 @@ model_info = Gauge(
 )
 
 feedback = Counter(
-    MODEL_FEEDBACK_TOTAL.removesuffix("_total"),
+    MODEL_FEEDBACK_TOTAL,
     "Ground-truth labels received for earlier predictions: a confusion matrix fixed by the class list.",
     ["model_version", "predicted_class", "actual_class"],
 )
@@ -149,104 +146,6 @@ training_accuracy = Gauge(
 
 def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else OTHER_METHOD
-
-
-class ModelMetrics:
-    """The per-model children, resolved once so that the request path only calls ``inc``/``observe``.
-
-    Input values are the exception: a one-row request would cost one shared-memory write per feature (13 of
-    the ~25 writes a prediction makes). They are summed in the worker instead and written to the shared
-    counters by a background thread every ``flush_seconds`` and when the worker exits, so drift counts reach
-    /metrics up to that much later; a worker killed with SIGKILL loses at most that much of them. Request and
-    prediction counts are written at once and stay exact.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        version: str,
-        feature_names: Sequence[str],
-        class_names: Sequence[str],
-        bin_ratios: Sequence[Sequence[float]],
-        class_ratios: Sequence[float],
-        accuracy: float,
-        flush_seconds: float = 1.0,
-    ) -> None:
-        self.version = version
-        # The whole confusion matrix at 0: accuracy queries have every cell from the first scrape on.
-        self._feedback_children = {
-            (predicted, actual): feedback.labels(version, predicted, actual)
-            for predicted in class_names
-            for actual in class_names
-        }
-        training_accuracy.labels(version).set(accuracy)
-        self._class_children = [predictions.labels(version, c) for c in class_names]
-        # Flat index feature * width + bin, so one bincount sums a whole batch.
-        self._width = max(len(r) for r in bin_ratios)
-        self._bin_children = {
-            f * self._width + b: input_feature_bin.labels(feature, str(b))
-            for f, (feature, ratios) in enumerate(zip(feature_names, bin_ratios, strict=True))
-            for b in range(len(ratios))
-        }
-        self._offsets = np.arange(len(feature_names)) * self._width
-        self._pending = np.zeros(len(feature_names) * self._width, dtype=np.int64)
-        self._pending_lock = threading.Lock()
-        self._flush_seconds = flush_seconds
-        self._flusher_pid: int | None = None
-        model_info.labels(name, version).set(1)
-        for feature, ratios in zip(feature_names, bin_ratios, strict=True):
-            for b, ratio in enumerate(ratios):
-                reference_feature_bin.labels(feature, str(b)).set(ratio)
-        for cls, ratio in zip(class_names, class_ratios, strict=True):
-            reference_class.labels(cls).set(ratio)
-
-    def observe_batch(
-        self,
-        bin_indices: np.ndarray,
-        predicted: np.ndarray,
-        top_probability: Iterable[float],
-        inference_seconds: float,
-    ) -> None:
-        """Record one accepted batch; ``bin_indices`` is rows x features, ``predicted`` class indices."""
-        inference_duration.observe(inference_seconds)
-        batch_rows.observe(len(predicted))
-        for p in top_probability:
-            confidence.observe(p)
-        if len(predicted) == 1:
-            self._class_children[int(predicted[0])].inc()
-        else:
-            for cls, count in enumerate(np.bincount(predicted, minlength=len(self._class_children)).tolist()):
-                if count:
-                    self._class_children[cls].inc(count)
-        counts = np.bincount((bin_indices + self._offsets).ravel(), minlength=len(self._pending))
-        with self._pending_lock:
-            self._pending += counts
-        if self._flusher_pid != os.getpid():
-            self._start_flusher()
-
-    def flush(self) -> None:
-        """Write the input values summed so far to the shared counters."""
-        with self._pending_lock:
-            pending, self._pending = self._pending, np.zeros_like(self._pending)
-        for index in np.flatnonzero(pending).tolist():
-            self._bin_children[index].inc(int(pending[index]))
-
-    def _start_flusher(self) -> None:
-        # Started lazily in the process that records (a forked worker), never in the preloading master.
-        self._flusher_pid = os.getpid()
-
-        def loop() -> None:
-            while True:
-                time.sleep(self._flush_seconds)
-                self.flush()
-
-        threading.Thread(target=loop, name="input-bin-flusher", daemon=True).start()
-        atexit.register(self.flush)
-
-    def observe_feedback(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Count (predicted, actual) pairs; both are class names already checked against the model."""
-        for pair in pairs:
-            self._feedback_children[pair].inc()
 
 
 def initialise_invalid_reasons() -> None:

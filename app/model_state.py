@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app import metrics
 from app.model import LoadedModel, ModelUnavailable, load
+from app.model_metrics import ModelMetrics
 
 log = logging.getLogger("app.model")
 
@@ -28,7 +28,7 @@ class ModelState:
         self.model_dir = model_dir
         self.instrumented = instrumented
         self.model: LoadedModel | None = None
-        self.metrics: metrics.ModelMetrics | None = None
+        self.metrics: ModelMetrics | None = None
         self.error = "not loaded yet"
         self._last_attempt = -RETRY_SECONDS
         self._lock = threading.Lock()
@@ -52,7 +52,7 @@ class ModelState:
             model.estimator.predict_proba(np.zeros((1, len(model.feature_names))))
             if self.instrumented:
                 reference = model.metadata["reference"]
-                self.metrics = metrics.ModelMetrics(
+                self.metrics = ModelMetrics(
                     name=model.metadata["name"],
                     version=model.version,
                     feature_names=model.feature_names,

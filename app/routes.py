@@ -61,12 +61,12 @@ def predict():
         state.metrics.observe_batch(
             result.bin_indices,
             result.class_indices,
-            result.probabilities.max(axis=1).tolist(),
+            result.probabilities.max(axis=1),
             result.inference_seconds,
         )
     return jsonify(
         predictions=result.labels,
-        probabilities=result.probabilities.round(6).tolist(),
+        probabilities=result.probabilities.round(6),
         model_version=model.version,
     )
 
@@ -82,6 +82,3 @@ def feedback():
     if state.metrics is not None:
         state.metrics.observe_feedback(pairs)
     return jsonify(accepted=len(pairs), model_version=model.version)
-
-
-__all__ = ["InvalidInput", "api"]

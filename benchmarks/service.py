@@ -3,15 +3,21 @@
     python -m benchmarks.service [--seconds 8] [--rounds 3] [--scrape-requests 100000]
 
 Starts THE gunicorn command twice (metrics on, and METRICS_ENABLED=0), drives both with the same
-closed-loop client in alternating rounds, and prints throughput and p50/p99 side by side with their ratios;
-then /predict against the bare /healthz of the same server; then the /metrics scrape time of a 4-worker
-server after `--scrape-requests` predictions. Figures are only comparable within one run.
+closed-loop keep-alive clients in alternating rounds, at 1 row and at 256 rows per request, and prints
+throughput, rows/s, p50/p99 and server CPU per request side by side with their ratios; then /predict against
+the bare /healthz of the same server; then the /metrics scrape time of a 4-worker server after
+`--scrape-requests` predictions. Figures are only comparable within one run.
+
+`make bench` runs this after `python -m benchmarks.inprocess` (CPU per request in-process). Not run by it:
+`python -m benchmarks.churn` (worker recycling: files and scrape time after 1000 recycles, a few minutes) and
+`python -m benchmarks.peers` (`make bench-peers`: next to KServe and MLServer).
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import multiprocessing
 import os
 import platform
@@ -21,33 +27,40 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.load import BODY
+from harness.load import ROW
 from harness.server import start_server
 
+SIZES = (1, 256)
+BODIES = {rows: json.dumps({"instances": [ROW] * rows}).encode() for rows in SIZES}
 
-def _client(args: tuple[str, str, float]) -> list[float]:
-    """One closed-loop client: request after request for `seconds`; returns latencies in seconds."""
-    address, path, seconds = args
+
+def _client(args: tuple[str, str, int, float]) -> list[float]:
+    """One closed-loop client on one keep-alive connection: request after request for `seconds`; returns
+    latencies in seconds."""
+    address, path, rows, seconds = args
     host, port = address.rsplit(":", 1)
     latencies = []
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
     deadline = time.perf_counter() + seconds
     while (now := time.perf_counter()) < deadline:
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
         if path == "/predict":
-            connection.request("POST", path, BODY, {"Content-Type": "application/json"})
+            connection.request("POST", path, BODIES[rows], {"Content-Type": "application/json"})
         else:
             connection.request("GET", path)
         response = connection.getresponse()
         response.read()
-        connection.close()
         if response.status != 200:
             raise RuntimeError(f"{path} answered {response.status}")
+        if response.will_close:
+            connection.close()
+            connection = http.client.HTTPConnection(host, int(port), timeout=10)
         latencies.append(time.perf_counter() - now)
+    connection.close()
     return latencies
 
 
-def measure(pool, address: str, path: str, seconds: float, clients: int) -> list[float]:
-    results = pool.map(_client, [(address, path, seconds)] * clients)
+def measure(pool, address: str, path: str, seconds: float, clients: int, rows: int = 1) -> list[float]:
+    results = pool.map(_client, [(address, path, rows, seconds)] * clients)
     return [latency for result in results for latency in result]
 
 
@@ -93,32 +106,38 @@ def main() -> None:
         servers[name] = start_server(tmp / name, tmp / "model", workers=args.workers, **env)
     try:
         with multiprocessing.Pool(args.clients) as pool:
-            runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-            order = [("instrumented", "/predict"), ("bare", "/predict"), ("instrumented", "/healthz")]
+            runs: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+            order = [(name, "/predict", rows) for rows in SIZES for name in ("instrumented", "bare")]
+            order.append(("instrumented", "/healthz", 0))
             for round_ in range(args.rounds):
                 # Alternate the order so that neither configuration always runs on a warmer (or busier) machine.
-                for name, path in order if round_ % 2 == 0 else order[::-1]:
+                for name, path, rows in order if round_ % 2 == 0 else order[::-1]:
                     server = servers[name]
+                    address = server.app.removeprefix("http://")
                     cpu_before = server_cpu_seconds(server.process.pid)
-                    latencies = measure(pool, server.app.removeprefix("http://"), path, args.seconds, args.clients)
+                    latencies = measure(pool, address, path, args.seconds, args.clients, rows)
                     cpu = server_cpu_seconds(server.process.pid) - cpu_before
-                    runs.setdefault((name, path), []).append(describe(latencies, args.seconds, cpu))
+                    runs.setdefault((name, path, rows), []).append(describe(latencies, args.seconds, cpu))
         median = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
-        print(
-            f"\n{args.rounds} rounds of {args.seconds:.0f}s, {args.clients} clients, {args.workers} workers (medians)"
-        )
-        print(f"{'server':<14}{'endpoint':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'server CPU us/req':>19}")
-        for (name, path), m in median.items():
-            print(f"{name:<14}{path:<10}{m['rps']:>9.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_us']:>19.0f}")
-        on, off = median[("instrumented", "/predict")], median[("bare", "/predict")]
-        bare_endpoint = median[("instrumented", "/healthz")]
-        ratio = on["rps"] / off["rps"]
-        print(f"\ninstrumentation cost: throughput ratio on/off = {ratio:.3f} ({100 * (1 - ratio):+.1f} % lost; "
-              f"target <= 5 %), p50 ratio {on['p50_ms'] / off['p50_ms']:.3f}, "
-              f"p99 ratio {on['p99_ms'] / off['p99_ms']:.3f}")  # fmt: skip
-        print(f"instrumentation cost in server CPU per request: ratio on/off = {on['cpu_us'] / off['cpu_us']:.3f} "
-              f"({on['cpu_us'] - off['cpu_us']:+.0f} us)")  # fmt: skip
-        print(f"/predict vs /healthz on the same server: throughput ratio {on['rps'] / bare_endpoint['rps']:.3f}")
+        print(f"\n{args.rounds} rounds of {args.seconds:.0f}s, {args.clients} keep-alive clients, {args.workers} "
+              "workers (medians)")  # fmt: skip
+        print(f"{'server':<14}{'endpoint':<10}{'rows':>5}{'req/s':>9}{'rows/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'server CPU us/req':>19}")  # fmt: skip
+        for (name, path, rows), m in median.items():
+            rows_per_s = f"{m['rps'] * rows:.0f}" if rows else ""
+            print(f"{name:<14}{path:<10}{rows or '':>5}{m['rps']:>9.0f}{rows_per_s:>9}"
+                  f"{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_us']:>19.0f}")  # fmt: skip
+        print()
+        for rows in SIZES:
+            on, off = median[("instrumented", "/predict", rows)], median[("bare", "/predict", rows)]
+            ratio = on["rps"] / off["rps"]
+            print(f"{rows:>3} row(s): instrumentation cost: throughput ratio on/off = {ratio:.3f} "
+                  f"({100 * (1 - ratio):+.1f} % lost; target <= 5 %), p50 ratio {on['p50_ms'] / off['p50_ms']:.3f}, "
+                  f"p99 ratio {on['p99_ms'] / off['p99_ms']:.3f}; server CPU per request on/off = "
+                  f"{on['cpu_us'] / off['cpu_us']:.3f} ({on['cpu_us'] - off['cpu_us']:+.0f} us)")  # fmt: skip
+        on, bare_endpoint = median[("instrumented", "/predict", 1)], median[("instrumented", "/healthz", 0)]
+        ratio = on["rps"] / bare_endpoint["rps"]
+        print(f"/predict (1 row) vs /healthz on the same server: throughput ratio {ratio:.3f}")
     finally:
         for server in servers.values():
             server.stop()

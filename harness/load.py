@@ -1,6 +1,7 @@
 """Closed-loop load on POST /predict over real sockets, every outcome counted.
 
-Clients open a fresh connection per request, so a failure can be classified exactly: refused (nobody
+Clients open a fresh connection per request (no keep-alive connection outlives the worker it was bound to),
+so a failure can be classified exactly: refused (nobody
 listening), reset/disconnected before any response (accepted by the kernel, never answered), or a response
 with a status.
 """

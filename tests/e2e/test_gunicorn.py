@@ -17,6 +17,8 @@ from app.metrics import KNOWN_METHODS
 from harness.exposition import samples, total
 from harness.load import ROW
 
+THREADS = 4  # app/gunicorn.conf.py: requests one worker runs at once
+
 
 def predict(base: str, body, content_type: str = "application/json") -> requests.Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -45,23 +47,25 @@ def test_metrics_are_not_served_on_the_app_port(server):
 
 
 def test_scrape_answers_while_every_worker_is_busy(server):
-    # A sync worker reading a request body holds itself for that connection: promise a body, send half.
+    # A worker thread reading a request body is held by that connection: promise a body, send half. Which worker
+    # accepts a connection is the kernel's choice: open more until every thread of both workers is held.
     stuck = []
-    for _ in range(2):
-        sock = socket.create_connection(("127.0.0.1", int(server.app.rsplit(":", 1)[1])))
-        sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-        )
-        stuck.append(sock)
     try:
         deadline = time.monotonic() + 10
         in_flight = 0.0
-        while time.monotonic() < deadline and in_flight < 2:
+        while time.monotonic() < deadline and in_flight < 2 * THREADS:
+            if len(stuck) < 8 * THREADS:
+                sock = socket.create_connection(("127.0.0.1", int(server.app.rsplit(":", 1)[1])))
+                sock.sendall(
+                    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 1000\r\n\r\n{"
+                )
+                stuck.append(sock)
             started = time.monotonic()
             text = server.scrape()
             elapsed = time.monotonic() - started
             in_flight = total(text, "http_requests_in_flight")
-        assert in_flight == 2, "both workers should be inside a request"
+        assert in_flight == 2 * THREADS, "every thread of both workers should be inside a request"
         assert elapsed < 1.0, f"a scrape took {elapsed:.3f}s while the workers were busy"
         # The app port itself is saturated: a request there waits.
         try:
