@@ -83,11 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         elif args.command == "status":
             running = stack.running()
-            for name in ("webhook", "alertmanager", *(pod.name for pod in stack.pods), "prometheus", "grafana"):
+            names = ("webhook", "alertmanager", *(pod.name for pod in stack.pods), "prometheus", "grafana")
+            width = max(map(len, names))
+            for name in names:
                 state = f"running (pid {running[name]})" if name in running else "stopped"
                 if name == "grafana" and stack.grafana is None:
                     state = "not installed"
-                print(f"{name:>32}: {state}")
+                print(f"{name:>{width}}: {state}")
         elif args.command == "demo":
             return run_demo(stack, args.duration, args.drift)
     except (StackError, RenderError) as exc:
