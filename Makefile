@@ -69,12 +69,13 @@ test-fast: venv ## unit, manifest, rule and dashboard tests only (no processes s
 bench: venv ## throughput/latency with and without instrumentation, scrape time; prints ratios
 	$(BIN)/python -m benchmarks.service
 
-lint: venv ## ruff, yamllint, hadolint, and the generated dashboard is current
+lint: venv ## ruff, yamllint, hadolint, and the generated dashboard and alert rules are current
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/python -m dashboard --check
+	$(BIN)/python -m alerts --check
 
 dashboard: venv ## regenerate manifests/dashboards/*.json from the dashboard package
 	$(BIN)/python -m dashboard
