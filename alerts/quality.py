@@ -42,8 +42,8 @@ CONCERN = Concern(
         # The diagonal per actual class; a class whose row has items but no correct one gets a real 0.
         Record(
             CORRECT,
-            f"sum by ({KEEP}, actual_class) (\n  {_as_class('predicted_class')}\n  and\n  {_as_class('actual_class')}\n)"
-            f"\nor\n0 * sum by ({KEEP}, actual_class) ({MATRIX})",
+            f"sum by ({KEEP}, actual_class) (\n  {_as_class('predicted_class')}\n  and\n"
+            f"  {_as_class('actual_class')}\n)\nor\n0 * sum by ({KEEP}, actual_class) ({MATRIX})",
         ),
         Record(ACCURACY, f"sum by ({KEEP}) ({CORRECT})\n/ on ({KEEP})\n({VOLUME} > 0)"),
         Record(

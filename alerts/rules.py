@@ -24,9 +24,7 @@ KEEP = "namespace, job"
 
 def sel(metric: str, **matchers: str) -> str:
     """`metric{job="wine-classifier", ...}`; a value starting with `~` is a regex match."""
-    parts = [f'job="{JOB}"'] + [
-        f'{k}=~"{v[1:]}"' if v.startswith("~") else f'{k}="{v}"' for k, v in matchers.items()
-    ]
+    parts = [f'job="{JOB}"'] + [f'{k}=~"{v[1:]}"' if v.startswith("~") else f'{k}="{v}"' for k, v in matchers.items()]
     return f"{metric}{{{', '.join(parts)}}}"
 
 

@@ -41,15 +41,15 @@ def _records() -> list[Record]:
         Record("slo:objective:ratio", f"vector({t.LATENCY_OBJECTIVE})", {"job": JOB, "slo": "latency"}),
         # 5m event rates: the long windows (3d, 30d) sum these instead of scanning days of raw samples.
         Record("slo:sli_events:rate5m", _sum(ALL, "5m"), {"slo": "availability"}),
-        Record(
-            "slo:sli_bad_events:rate5m", f"{_sum(BAD, '5m')}\nor\n0 * {_sum(ALL, '5m')}", {"slo": "availability"}
-        ),
+        Record("slo:sli_bad_events:rate5m", f"{_sum(BAD, '5m')}\nor\n0 * {_sum(ALL, '5m')}", {"slo": "availability"}),
         Record("slo:sli_events:rate5m", _sum(COUNT, "5m"), {"slo": "latency"}),
         Record("slo:sli_bad_events:rate5m", f"{_sum(COUNT, '5m')}\n-\n{_sum(FAST, '5m')}", {"slo": "latency"}),
     ]
     # The paging windows straight from the counters: no lag from a recorded 5m rate being smoothed again.
     for window in t.RAW_WINDOWS:
-        records.append(Record(f"slo:sli_error:ratio_rate{window}", _availability_error(window), {"slo": "availability"}))
+        records.append(
+            Record(f"slo:sli_error:ratio_rate{window}", _availability_error(window), {"slo": "availability"})
+        )
         records.append(Record(f"slo:sli_error:ratio_rate{window}", _latency_error(window), {"slo": "latency"}))
     for window in t.RECORDED_WINDOWS:
         records.append(
