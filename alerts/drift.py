@@ -56,7 +56,7 @@ CONCERN = Concern(
             "Input feature {{ $labels.feature }} of {{ $labels.namespace }}/{{ $labels.job }} looks broken: "
             "{{ $value | humanizePercentage }} of its values fall in one bin.",
             f"""{{{{ $value | humanizePercentage }}}} of the values of {{{{ $labels.feature }}}} over the last
-            {t.BROKEN_WINDOW} fell into a single bin of its training distribution (threshold
+            {t.human(t.BROKEN_WINDOW)} fell into a single bin of its training distribution (threshold
             {t.BROKEN_BIN_SHARE:.0%}; no training bin holds half): a constant, a default value or a unit error
             upstream. Every prediction on these rows is an extrapolation.""",
         ),
@@ -66,7 +66,7 @@ CONCERN = Concern(
             "critical",
             "Input feature {{ $labels.feature }} of {{ $labels.namespace }}/{{ $labels.job }} has drifted "
             '(PSI {{ $value | printf "%.2f" }}).',
-            f"""The distribution of {{{{ $labels.feature }}}} over the last {W} is far from the training data:
+            f"""The distribution of {{{{ $labels.feature }}}} over the last {t.human(W)} is far from the training data:
             PSI {{{{ $value | printf "%.3f" }}}} (above {t.PSI_MAJOR:g} is a major shift). Predictions on such
             inputs are extrapolations the model was never validated on.""",
             t.DRIFT_FOR,
@@ -78,7 +78,7 @@ CONCERN = Concern(
             "warning",
             "Input feature {{ $labels.feature }} of {{ $labels.namespace }}/{{ $labels.job }} is shifting "
             '(PSI {{ $value | printf "%.2f" }}).',
-            f"""The distribution of {{{{ $labels.feature }}}} over the last {W} has moved away from the training
+            f"""The distribution of {{{{ $labels.feature }}}} over the last {t.human(W)} has moved away from the training
             data: PSI {{{{ $value | printf "%.3f" }}}} ({t.PSI_MODERATE:g} to {t.PSI_MAJOR:g} is a moderate
             shift). Watch whether it grows.""",
             t.DRIFT_FOR,

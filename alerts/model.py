@@ -37,7 +37,7 @@ CONCERN = Concern(
             "warning",
             "Class {{ $labels.predicted_class }} is predicted unusually often or rarely by "
             "{{ $labels.namespace }}/{{ $labels.job }}.",
-            f"""Over the last {W} the share of rows predicted as {{{{ $labels.predicted_class }}}} differs from
+            f"""Over the last {t.human(W)} the share of rows predicted as {{{{ $labels.predicted_class }}}} differs from
             its share in the training labels by {{{{ $value | humanizePercentage }}}} of all rows (threshold
             {t.PREDICTION_SHARE_DRIFT:.0%}). Either the inputs changed (check the drift row) or the model
             misbehaves.""",
@@ -50,7 +50,7 @@ CONCERN = Concern(
             "Mean prediction confidence of {{ $labels.namespace }}/{{ $labels.job }} is "
             "{{ $value | humanizePercentage }}.",
             f"""The probability of the predicted class averaged {{{{ $value | humanizePercentage }}}} over the
-            last {W} (threshold {t.CONFIDENCE_MIN:.0%}): the model is unsure about much of what it sees,
+            last {t.human(W)} (threshold {t.CONFIDENCE_MIN:.0%}): the model is unsure about much of what it sees,
             typically because the inputs left the region it was trained on.""",
             t.MODEL_FOR,
         ),
@@ -61,7 +61,7 @@ CONCERN = Concern(
             "warning",
             "{{ $labels.namespace }}/{{ $labels.job }} serves {{ $value }} model versions at once.",
             f"""The pods of {{{{ $labels.job }}}} have reported {{{{ $value }}}} different model versions for
-            {t.VERSION_MISMATCH_FOR}: the same input can get different answers depending on the pod. A rollout
+            {t.human(t.VERSION_MISMATCH_FOR)}: the same input can get different answers depending on the pod. A rollout
             is stuck or an image tag points at different artefacts.""",
             t.VERSION_MISMATCH_FOR,
         ),

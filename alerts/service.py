@@ -54,7 +54,7 @@ CONCERN = Concern(
             "critical",
             "No wine-classifier target is being scraped successfully.",
             f"""Prometheus has had no successful scrape of job {{{{ $labels.job }}}} in {{{{ $labels.namespace }}}}
-            for {t.DOWN_FOR}: either no target is discovered at all or every discovered pod fails its scrape. The
+            for {t.human(t.DOWN_FOR)}: either no target is discovered at all or every discovered pod fails its scrape. The
             model service is down or unobservable; every other wine-classifier alert is blind.""",
             t.DOWN_FOR,
         ),
@@ -64,7 +64,7 @@ CONCERN = Concern(
             "warning",
             "Pod {{ $labels.pod }} of {{ $labels.namespace }}/{{ $labels.job }} cannot be scraped.",
             f"""The scrape of {{{{ $labels.instance }}}} (pod {{{{ $labels.pod }}}}) has failed for
-            {t.TARGET_DOWN_FOR}. Other replicas may still serve traffic, but this pod's metrics are missing from
+            {t.human(t.TARGET_DOWN_FOR)}. Other replicas may still serve traffic, but this pod's metrics are missing from
             every rate and SLO.""",
             t.TARGET_DOWN_FOR,
         ),
@@ -77,8 +77,8 @@ CONCERN = Concern(
             "{{ $labels.route }} of {{ $labels.namespace }}/{{ $labels.job }} answers 5xx to "
             "{{ $value | humanizePercentage }} of requests.",
             f"""{{{{ $value | humanizePercentage }}}} of the requests to {{{{ $labels.route }}}} got a 5xx answer
-            over the last 5 minutes (threshold {t.ERROR_RATIO:.0%}), for 10 minutes now.""",
-            "10m",
+            over the last 5 minutes (threshold {t.ERROR_RATIO:.0%}), for {t.human(t.ERROR_RATIO_FOR)} now.""",
+            t.ERROR_RATIO_FOR,
         ),
         Alert(
             "WineClassifierLatencyP95High",
@@ -88,8 +88,8 @@ CONCERN = Concern(
             "{{ $value | humanize }}s.",
             f"""95% of the requests to {{{{ $labels.route }}}} over the last 5 minutes took up to
             {{{{ $value | humanize }}}}s (threshold {t.P95_SECONDS:g}s, twice the latency SLO's
-            {t.LATENCY_THRESHOLD_SECONDS:g}s), for 10 minutes now.""",
-            "10m",
+            {t.LATENCY_THRESHOLD_SECONDS:g}s), for {t.human(t.P95_FOR)} now.""",
+            t.P95_FOR,
         ),
         # Refused bodies are 4xx, invisible to the availability SLO by design.
         Alert(
@@ -99,9 +99,9 @@ CONCERN = Concern(
             "{{ $value | humanizePercentage }} of /predict requests to {{ $labels.namespace }}/{{ $labels.job }} "
             "are refused as invalid.",
             f"""{{{{ $value | humanizePercentage }}}} of /predict request bodies were refused as invalid over the
-            last 5 minutes (threshold {t.INVALID_RATIO:.0%}), for 15 minutes now: a client is probably sending a
+            last 5 minutes (threshold {t.INVALID_RATIO:.0%}), for {t.human(t.INVALID_FOR)} now: a client is probably sending a
             broken payload. The dashboard's "Invalid inputs by reason" panel says which check fails.""",
-            "15m",
+            t.INVALID_FOR,
         ),
     ),
 )

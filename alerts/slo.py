@@ -83,10 +83,6 @@ def _branch(burn: t.BurnWindow) -> str:
     )
 
 
-def _describe(burns: tuple[t.BurnWindow, ...]) -> str:
-    return ", or ".join(f"{b.factor:g}x over {b.long} and {b.short}" for b in burns)
-
-
 CONCERN = Concern(
     "slo",
     "SLOs and burn-rate alerts",
@@ -98,9 +94,10 @@ CONCERN = Concern(
             "critical",
             "The {{ $labels.slo }} SLO of {{ $labels.namespace }}/{{ $labels.job }} is burning its error budget fast.",
             f"""/predict is burning the 30-day {{{{ $labels.slo }}}} error budget {{{{ $value | printf "%.1f" }}}}
-            times faster than sustainable (alert: {_describe(t.PAGE_BURNS)}; the short window confirms it is
-            still happening). A burn rate of {t.PAGE_BURNS[0].factor:g} empties the budget in about
-            {30 / t.PAGE_BURNS[0].factor:.0f} days.""",
+            times faster than sustainable (over {", or over ".join(b.long for b in t.PAGE_BURNS)}; the short window
+            confirms it is still happening). A burn rate of {", ".join(
+                f"{b.factor:g}" + (" empties the budget in about " if i == 0 else " in ") + f"{30 / b.factor:.0f} days"
+                for i, b in enumerate(t.PAGE_BURNS))}.""",
         ),
         Alert(
             "WineClassifierErrorBudgetBurnSlow",
@@ -108,8 +105,8 @@ CONCERN = Concern(
             "warning",
             "The {{ $labels.slo }} SLO of {{ $labels.namespace }}/{{ $labels.job }} is burning its error budget.",
             f"""/predict has burnt the 30-day {{{{ $labels.slo }}}} error budget {{{{ $value | printf "%.1f" }}}}
-            times faster than sustainable (alert: {_describe(t.TICKET_BURNS)}). Left alone, the budget runs out
-            before the 30 days are over.""",
+            times faster than sustainable over the last {t.human(t.TICKET_BURNS[0].long)}, and still is over the
+            last {t.human(t.TICKET_BURNS[0].short)}. Left alone, the budget runs out before the 30 days are over.""",
         ),
     ),
 )

@@ -44,6 +44,9 @@ ERROR_RATIO = 0.05
 P95_SECONDS = 2 * LATENCY_THRESHOLD_SECONDS
 INVALID_RATIO = 0.1
 MIN_REQUESTS_PER_SECOND = 0.1  # volume gate of the ratio alerts: 6 requests a minute
+ERROR_RATIO_FOR = "10m"
+P95_FOR = "10m"
+INVALID_FOR = "15m"
 
 # Input drift: Population Stability Index per feature over DRIFT_WINDOW. Rules of thumb: < 0.1 stable,
 # 0.1-0.25 moderate, > 0.25 major. PSI of k bins between two samples of one distribution is biased upwards by
@@ -80,3 +83,9 @@ def seconds(duration: str) -> int:
     """`30m`, `1h`, `3d` in seconds (the simple durations used here)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     return int(duration[:-1]) * units[duration[-1]]
+
+
+def human(duration: str) -> str:
+    """`1h` -> "hour", `15m` -> "15 minutes", for annotations: "over the last hour", "for 15 minutes"."""
+    count, unit = int(duration[:-1]), {"s": "second", "m": "minute", "h": "hour", "d": "day"}[duration[-1]]
+    return unit if count == 1 else f"{count} {unit}s"
