@@ -78,8 +78,8 @@ CONCERN = Concern(
             "warning",
             "Input feature {{ $labels.feature }} of {{ $labels.namespace }}/{{ $labels.job }} is shifting "
             '(PSI {{ $value | printf "%.2f" }}).',
-            f"""The distribution of {{{{ $labels.feature }}}} over the last {t.human(W)} has moved away from the training
-            data: PSI {{{{ $value | printf "%.3f" }}}} ({t.PSI_MODERATE:g} to {t.PSI_MAJOR:g} is a moderate
+            f"""The distribution of {{{{ $labels.feature }}}} over the last {t.human(W)} has moved away from the
+            training data: PSI {{{{ $value | printf "%.3f" }}}} ({t.PSI_MODERATE:g} to {t.PSI_MAJOR:g} is a moderate
             shift). Watch whether it grows.""",
             t.DRIFT_FOR,
         ),

@@ -63,8 +63,8 @@ CONCERN = Concern(
             "warning",
             "Live accuracy of {{ $labels.namespace }}/{{ $labels.job }} is {{ $value | humanizePercentage }}, "
             "far below its training accuracy.",
-            f"""Over the last {t.human(W)} {{{{ $value | humanizePercentage }}}} of the predictions that got feedback were
-            right{{{{ with printf "{VOLUME}{{namespace=%q, job=%q}} * {t.seconds(W)}" $labels.namespace $labels.job
+            f"""Over the last {t.human(W)} {{{{ $value | humanizePercentage }}}} of the predictions that got
+            feedback were right{{{{ with printf "{VOLUME}{{namespace=%q, job=%q}} * {t.seconds(W)}" $labels.namespace $labels.job
             | query }}}} ({{{{ . | first | value | printf "%.0f" }}}} feedback items){{{{ end }}}}, against
             {{{{ with printf "{TRAINED}{{namespace=%q, job=%q}}" $labels.namespace $labels.job | query
             }}}}{{{{ . | first | value | humanizePercentage }}}}{{{{ end }}}} on the held-out test split at training

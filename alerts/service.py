@@ -54,8 +54,8 @@ CONCERN = Concern(
             "critical",
             "No wine-classifier target is being scraped successfully.",
             f"""Prometheus has had no successful scrape of job {{{{ $labels.job }}}} in {{{{ $labels.namespace }}}}
-            for {t.human(t.DOWN_FOR)}: either no target is discovered at all or every discovered pod fails its scrape. The
-            model service is down or unobservable; every other wine-classifier alert is blind.""",
+            for {t.human(t.DOWN_FOR)}: either no target is discovered at all or every discovered pod fails its
+            scrape. The model service is down or unobservable; every other wine-classifier alert is blind.""",
             t.DOWN_FOR,
         ),
         Alert(
@@ -64,8 +64,8 @@ CONCERN = Concern(
             "warning",
             "Pod {{ $labels.pod }} of {{ $labels.namespace }}/{{ $labels.job }} cannot be scraped.",
             f"""The scrape of {{{{ $labels.instance }}}} (pod {{{{ $labels.pod }}}}) has failed for
-            {t.human(t.TARGET_DOWN_FOR)}. Other replicas may still serve traffic, but this pod's metrics are missing from
-            every rate and SLO.""",
+            {t.human(t.TARGET_DOWN_FOR)}. Other replicas may still serve traffic, but this pod's metrics are
+            missing from every rate and SLO.""",
             t.TARGET_DOWN_FOR,
         ),
         # Any route, not only /predict (the SLO covers that one); the volume gate keeps a single failed request
@@ -99,8 +99,8 @@ CONCERN = Concern(
             "{{ $value | humanizePercentage }} of /predict requests to {{ $labels.namespace }}/{{ $labels.job }} "
             "are refused as invalid.",
             f"""{{{{ $value | humanizePercentage }}}} of /predict request bodies were refused as invalid over the
-            last 5 minutes (threshold {t.INVALID_RATIO:.0%}), for {t.human(t.INVALID_FOR)} now: a client is probably sending a
-            broken payload. The dashboard's "Invalid inputs by reason" panel says which check fails.""",
+            last 5 minutes (threshold {t.INVALID_RATIO:.0%}), for {t.human(t.INVALID_FOR)} now: a client is
+            probably sending a broken payload. The dashboard's "Invalid inputs by reason" panel says which check fails.""",
             t.INVALID_FOR,
         ),
     ),

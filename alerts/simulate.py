@@ -363,6 +363,15 @@ SAMPLE = re.compile(r'\{((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\} ([^,\s]+)')
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
+def got_samples(output: str) -> list[tuple[dict[str, str], float]]:
+    """The samples promtool reports as `got:` for failed expression checks, with their labels."""
+    return [
+        (dict(LABEL.findall(labels)), float(value))
+        for line in GOT.findall(output)
+        for labels, value in SAMPLE.findall(line)
+    ]
+
+
 @dataclass
 class Result:
     scenario: Scenario
@@ -430,13 +439,13 @@ def promtool_test(
     done = subprocess.run(
         [promtool, "test", "rules", "test.yaml"], cwd=directory, capture_output=True, text=True, timeout=1800
     )
-    got = GOT.findall(done.stdout + done.stderr)
+    got = got_samples(done.stdout + done.stderr)
     if done.returncode != 0 and not got:
         raise RuntimeError(f"promtool failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     shutil.rmtree(directory, ignore_errors=True)
     first_last: dict[tuple[tuple[str, str], ...], list[int]] = {}
-    for labels, value in (sample for line in got for sample in SAMPLE.findall(line)):
-        key = tuple(sorted(LABEL.findall(labels)))
+    for labels, value in got:
+        key = tuple(sorted(labels.items()))
         first_last.setdefault(key, []).append(round(float(value)))
     namespaces = [_namespace(cluster_, i) for i in range(len(batch))]
     return [

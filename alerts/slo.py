@@ -95,9 +95,14 @@ CONCERN = Concern(
             "The {{ $labels.slo }} SLO of {{ $labels.namespace }}/{{ $labels.job }} is burning its error budget fast.",
             f"""/predict is burning the 30-day {{{{ $labels.slo }}}} error budget {{{{ $value | printf "%.1f" }}}}
             times faster than sustainable (over {", or over ".join(b.long for b in t.PAGE_BURNS)}; the short window
-            confirms it is still happening). A burn rate of {", ".join(
-                f"{b.factor:g}" + (" empties the budget in about " if i == 0 else " in ") + f"{30 / b.factor:.0f} days"
-                for i, b in enumerate(t.PAGE_BURNS))}.""",
+            confirms it is still happening). A burn rate of {
+                ", ".join(
+                    f"{b.factor:g}"
+                    + (" empties the budget in about " if i == 0 else " in ")
+                    + f"{30 / b.factor:.0f} days"
+                    for i, b in enumerate(t.PAGE_BURNS)
+                )
+            }.""",
         ),
         Alert(
             "WineClassifierErrorBudgetBurnSlow",
