@@ -64,8 +64,8 @@ CONCERN = Concern(
             "Live accuracy of {{ $labels.namespace }}/{{ $labels.job }} is {{ $value | humanizePercentage }}, "
             "far below its training accuracy.",
             f"""Over the last {t.human(W)} {{{{ $value | humanizePercentage }}}} of the predictions that got
-            feedback were right{{{{ with printf "{VOLUME}{{namespace=%q, job=%q}} * {t.seconds(W)}" $labels.namespace $labels.job
-            | query }}}} ({{{{ . | first | value | printf "%.0f" }}}} feedback items){{{{ end }}}}, against
+            feedback were right{{{{ with printf "{VOLUME}{{namespace=%q, job=%q}} * {t.seconds(W)}"
+            $labels.namespace $labels.job | query }}}} ({{{{ . | first | value | printf "%.0f" }}}} feedback items){{{{ end }}}}, against
             {{{{ with printf "{TRAINED}{{namespace=%q, job=%q}}" $labels.namespace $labels.job | query
             }}}}{{{{ . | first | value | humanizePercentage }}}}{{{{ end }}}} on the held-out test split at training
             time (threshold: {t.ACCURACY_DROP * 100:g} points below), for {t.human(t.ACCURACY_FOR)} now. The per-class

@@ -100,7 +100,8 @@ CONCERN = Concern(
             "are refused as invalid.",
             f"""{{{{ $value | humanizePercentage }}}} of /predict request bodies were refused as invalid over the
             last 5 minutes (threshold {t.INVALID_RATIO:.0%}), for {t.human(t.INVALID_FOR)} now: a client is
-            probably sending a broken payload. The dashboard's "Invalid inputs by reason" panel says which check fails.""",
+            probably sending a broken payload. The dashboard's "Invalid inputs by reason" panel says which check
+            fails.""",
             t.INVALID_FOR,
         ),
     ),
