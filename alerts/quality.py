@@ -65,11 +65,11 @@ CONCERN = Concern(
             "far below its training accuracy.",
             f"""Over the last {t.human(W)} {{{{ $value | humanizePercentage }}}} of the predictions that got
             feedback were right{{{{ with printf "{VOLUME}{{namespace=%q, job=%q}} * {t.seconds(W)}"
-            $labels.namespace $labels.job | query }}}} ({{{{ . | first | value | printf "%.0f" }}}} feedback items){{{{ end }}}}, against
-            {{{{ with printf "{TRAINED}{{namespace=%q, job=%q}}" $labels.namespace $labels.job | query
-            }}}}{{{{ . | first | value | humanizePercentage }}}}{{{{ end }}}} on the held-out test split at training
-            time (threshold: {t.ACCURACY_DROP * 100:g} points below), for {t.human(t.ACCURACY_FOR)} now. The per-class
-            recall says which class the model gets wrong.""",
+            $labels.namespace $labels.job | query }}}} ({{{{ . | first | value | printf "%.0f" }}}} feedback
+            items){{{{ end }}}}, against {{{{ with printf "{TRAINED}{{namespace=%q, job=%q}}" $labels.namespace
+            $labels.job | query }}}}{{{{ . | first | value | humanizePercentage }}}}{{{{ end }}}} on the held-out test
+            split at training time (threshold: {t.ACCURACY_DROP * 100:g} points below), for
+            {t.human(t.ACCURACY_FOR)} now. The per-class recall says which class the model gets wrong.""",
             t.ACCURACY_FOR,
         ),
     ),
