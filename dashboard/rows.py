@@ -1,15 +1,17 @@
 """What the dashboard shows, row by row: traffic, SLO, model (with live quality from feedback), drift, alerts.
 
 Metric names come from `app.metrics` (exported by the service) or are the names recorded by
-manifests/prometheusrule.yaml (the `a:b:c` names below); tests/dashboard checks that every name used here is
-one or the other. Thresholds drawn on panels are the ones the alerts use, so a graph crossing a dashed line
-is an alert about to fire.
+manifests/prometheusrule-*.yaml (the `a:b:c` names below); tests/dashboard checks that every name used here
+is one or the other. Thresholds drawn on panels are the alerts' own, read from alerts/thresholds.py, so a graph
+crossing a dashed line is an alert about to fire.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from alerts import thresholds
+from alerts.drift import PSI as FEATURE_PSI
 from app.metrics import (
     HTTP_REQUEST_DURATION_SECONDS,
     HTTP_REQUESTS_IN_FLIGHT,
@@ -37,7 +39,7 @@ from dashboard.panels import (
     timeseries_panel,
 )
 
-# Recorded by manifests/prometheusrule.yaml.
+# Recorded by manifests/prometheusrule-*.yaml.
 ROUTE_5XX_RATIO = "namespace_job_route:http_requests_5xx:ratio_rate5m"
 BURN_RATE = "slo:burn_rate:ratio_rate{window}"
 BURN_WINDOWS = ("5m", "30m", "1h", "6h", "3d")
@@ -45,22 +47,22 @@ BUDGET_REMAINING = "slo:error_budget_remaining:ratio_rate30d"
 CLASS_SHARE = "namespace_job_class:model_predictions:ratio_rate1h"
 MEAN_CONFIDENCE = "namespace_job:model_prediction_confidence:mean1h"
 ROWS_PER_SECOND_1H = "namespace_job:model_predictions:rate1h"
-FEATURE_PSI = "namespace_job_feature:model_input_psi:1h"
 LIVE_ACCURACY = "namespace_job:model_accuracy:ratio_rate1h"
 TRAINING_ACCURACY = "namespace_job:model_training_accuracy:max"
 RECALL = "namespace_job_actual:model_recall:ratio_rate1h"
 FEEDBACK_PER_SECOND_5M = "namespace_job:model_feedback:rate5m"
 FEEDBACK_PER_SECOND_1H = "namespace_job:model_feedback:rate1h"
 
-# Alert thresholds of the PrometheusRule, drawn on the panels that show the same quantity.
-ERROR_RATIO_ALERT = 0.05
-P95_ALERT_SECONDS = 0.5
-PSI_WARNING, PSI_CRITICAL = 0.1, 0.25
-CONFIDENCE_ALERT = 0.6
-DRIFT_MIN_ROWS = 1000
-ACCURACY_ALERT_DROP = 0.1  # below the training accuracy
-ACCURACY_MIN_FEEDBACK = 200  # items in the hour
-FAST_BURN, MEDIUM_BURN = 14.4, 6
+# Alert thresholds, drawn on the panels that show the same quantity.
+ERROR_RATIO_ALERT = thresholds.ERROR_RATIO
+P95_ALERT_SECONDS = thresholds.P95_SECONDS
+PSI_WARNING, PSI_CRITICAL = thresholds.PSI_MODERATE, thresholds.PSI_MAJOR
+PSI_WINDOW = thresholds.human(thresholds.DRIFT_WINDOW)
+CONFIDENCE_ALERT = thresholds.CONFIDENCE_MIN
+MODEL_MIN_ROWS = thresholds.MODEL_MIN_ROWS  # rows in the hour
+ACCURACY_ALERT_DROP = thresholds.ACCURACY_DROP  # below the training accuracy
+ACCURACY_MIN_FEEDBACK = thresholds.ACCURACY_MIN_FEEDBACK  # items in the hour
+FAST_BURN, MEDIUM_BURN = (burn.factor for burn in thresholds.PAGE_BURNS)
 
 RATE = "[$__rate_interval]"
 BURN_UNIT = "suffix:x"
@@ -303,13 +305,13 @@ def _quality() -> list[Panel]:
 def drift() -> tuple[str, list[Panel]]:
     psi_steps = [("green", None), ("orange", PSI_WARNING), ("red", PSI_CRITICAL)]
     psi_help = (
-        "Population Stability Index of each input feature over the last hour, against the training "
+        f"Population Stability Index of each input feature over the last {PSI_WINDOW}, against the training "
         f"distribution. Below {PSI_WARNING} stable, {PSI_WARNING}-{PSI_CRITICAL} moderate shift (warning), "
         f"above {PSI_CRITICAL} major shift (critical)."
     )
     return "Drift", [
         timeseries_panel(
-            "Input drift: PSI per feature (last hour)",
+            f"Input drift: PSI per feature (last {PSI_WINDOW})",
             psi_help + " Dashed: the two thresholds.",
             "none",
             queries((selector(FEATURE_PSI), "{{feature}}")),
@@ -328,11 +330,12 @@ def drift() -> tuple[str, list[Panel]]:
         ),
         stat_panel(
             "Rows in the last hour",
-            f"Drift, prediction-drift and confidence alerts need at least {DRIFT_MIN_ROWS} rows in the hour: "
-            "fewer, and the estimates are noise.",
+            f"Prediction-drift and confidence alerts need at least {MODEL_MIN_ROWS} rows in the hour (the drift "
+            f"alerts {thresholds.DRIFT_MIN_ROWS} values of a feature in {PSI_WINDOW}): fewer, and the estimates "
+            "are noise.",
             "short",
             queries((f"{selector(ROWS_PER_SECOND_1H)} * 3600", "rows")),
-            [("orange", None), ("green", DRIFT_MIN_ROWS)],
+            [("orange", None), ("green", MODEL_MIN_ROWS)],
             width=4,
             decimals=0,
         ),

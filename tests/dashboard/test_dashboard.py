@@ -123,7 +123,7 @@ def test_drawn_thresholds_are_the_alert_thresholds(rule_exprs: dict[str, str]) -
     }
     for alert, comparison in expected.items():
         assert comparison in rule_exprs[alert], f"{alert} no longer alerts at {comparison}: update dashboard/rows.py"
-    assert f">= {rows.DRIFT_MIN_ROWS}" in rule_exprs["WineClassifierInputDriftHigh"]
+    assert f">= {rows.MODEL_MIN_ROWS}" in rule_exprs["WineClassifierConfidenceLow"]
 
 
 def test_queries_fill_in_the_variables(panels: list[dict[str, Any]]) -> None:
