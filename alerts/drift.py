@@ -14,9 +14,9 @@ BIN_RATE = f"namespace_job_feature_bin:model_input_feature_bin:rate{W}"
 REFERENCE = "namespace_job_feature_bin:model_reference_feature_bin_ratio:max"
 SHARE = f"namespace_job_feature_bin:model_input_feature_bin:ratio_rate{W}"
 PSI = f"namespace_job_feature:model_input_psi:{W}"
+VALUES = f"namespace_job_feature:model_input_feature_values:rate{W}"
 FEATURE = f"{KEEP}, feature"
-PER_FEATURE = f"sum by ({FEATURE}) ({BIN_RATE})"
-GATE = f"and on ({FEATURE})\n{PER_FEATURE} * {t.seconds(W)} >= {t.DRIFT_MIN_ROWS}"
+GATE = f"and on ({FEATURE})\n{VALUES} * {t.seconds(W)} >= {t.DRIFT_MIN_ROWS}"
 BINS = sel(MODEL_INPUT_FEATURE_BIN_TOTAL)
 BROKEN_RATE = f"sum by ({FEATURE}, bin) (rate({BINS}[{t.BROKEN_WINDOW}]))"
 BROKEN_TOTAL = f"sum by ({FEATURE}) (rate({BINS}[{t.BROKEN_WINDOW}]))"
@@ -32,13 +32,15 @@ CONCERN = Concern(
     "input drift",
     (
         Record(BIN_RATE, f"sum by ({FEATURE}, bin) (rate({BINS}[{W}]))"),
+        # Values of each feature per second: the denominator of the shares and the volume gate of the alerts.
+        Record(VALUES, f"sum by ({FEATURE}) ({BIN_RATE})"),
         Record(REFERENCE, f"max by ({FEATURE}, bin) ({sel(MODEL_REFERENCE_FEATURE_BIN_RATIO)})"),
         # a_b. The `or` part gives every reference bin of a feature with traffic a share of 0, so an emptied bin
         # still adds its term instead of silently dropping out.
         Record(
             SHARE,
-            f"(\n  {BIN_RATE}\n  / on ({FEATURE}) group_left ()\n  ({PER_FEATURE} > 0)\n)\nor\n"
-            f"(\n  0 * {REFERENCE}\n  and on ({FEATURE})\n  ({PER_FEATURE} > 0)\n)",
+            f"(\n  {BIN_RATE}\n  / on ({FEATURE}) group_left ()\n  ({VALUES} > 0)\n)\nor\n"
+            f"(\n  0 * {REFERENCE}\n  and on ({FEATURE})\n  ({VALUES} > 0)\n)",
         ),
         Record(
             PSI,
@@ -48,8 +50,9 @@ CONCERN = Concern(
         Alert(
             "WineClassifierInputFeatureBroken",
             (
-                f"max by ({FEATURE}) (\n  {BROKEN_RATE}\n  / on ({FEATURE}) group_left ()\n  ({BROKEN_TOTAL} > 0)\n)"
-                f" > {t.BROKEN_BIN_SHARE:g}\nand on ({FEATURE})\n"
+                # The fullest bin's share: its values over all the feature's values.
+                f"max by ({FEATURE}) (\n  {BROKEN_RATE}\n)\n/ on ({FEATURE})\n({BROKEN_TOTAL} > 0)"
+                f"\n> {t.BROKEN_BIN_SHARE:g}\nand on ({FEATURE})\n"
                 f"{BROKEN_TOTAL} * {t.seconds(t.BROKEN_WINDOW)} >= {t.BROKEN_MIN_ROWS}",
             ),
             "critical",

@@ -459,6 +459,18 @@ def _namespace(cluster_: Cluster, index: int) -> str:
     return namespace if index == 0 else f"{namespace}-{index}"
 
 
+def alerting_only(group: dict[str, Any]) -> dict[str, Any]:
+    """The group without the recordings no alert reads (directly or through another recording): they exist for
+    the dashboard, and leaving them out changes no alert while sparing promtool their evaluations."""
+    needed: set[str] = set()
+    kept = []
+    for rule in reversed(group["rules"]):
+        if "alert" in rule or rule["record"] in needed:
+            kept.append(rule)
+            needed |= metric_names(rule["expr"])
+    return {**group, "rules": kept[::-1]}
+
+
 def wanted_metrics(rules: dict[str, Any]) -> set[str]:
     return {name for g in rules["groups"] for r in g["rules"] for name in metric_names(r["expr"]) if ":" not in name}
 
