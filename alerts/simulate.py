@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -569,23 +570,31 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         write_artefact(*train(), workdir / "model")
         cluster_ = cluster()
+        started = time.monotonic()
         pools = sample_pools(workdir / "model", workdir / "servers", args.seed)
+        sampled = time.monotonic()
         results = run(pools, cluster_, workdir, args.seed)
+        took = f"sampling {sampled - started:.0f} s, promtool {time.monotonic() - sampled:.0f} s (load {_load()})"
     text = table(results)
     print(f"scrape interval {cluster_.scrape_interval} (ServiceMonitor), evaluation interval "
           f"{cluster_.evaluation_interval} (chart values); target labels {cluster_.target_labels}\n")  # fmt: skip
     print(text)
+    print(f"\n{took}")
     if args.write:
-        _write_doc(text, cluster_)
+        _write_doc(text, cluster_, took)
     return 0 if all(r.within_budget() for r in results) else 1
 
 
-def _write_doc(text: str, cluster_: Cluster) -> None:
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _write_doc(text: str, cluster_: Cluster, took: str) -> None:
     current = DOC.read_text()
     start, end = "<!-- table: written by `python -m alerts.simulate --write` -->", "<!-- end of table -->"
     body = (
         f"{start}\nMeasured on {machine()}; scrape interval {cluster_.scrape_interval}, evaluation interval "
-        f"{cluster_.evaluation_interval}.\n\n{text}\n{end}"
+        f"{cluster_.evaluation_interval}; {took}.\n\n{text}\n{end}"
     )
     DOC.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, current, flags=re.DOTALL))
 
