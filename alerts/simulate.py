@@ -294,7 +294,8 @@ class _Values:
 
 def _series_name(key: SeriesKey, target: dict[str, str]) -> str:
     name, labels = key
-    merged = {**target, **dict(labels)}
+    # Target labels win over exposed ones, as with the operator's default honor_labels: false.
+    merged = {**dict(labels), **target}
     return name + "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(merged.items())) + "}"
 
 
