@@ -58,7 +58,7 @@ def threshold_table() -> str:
         (
             "Input drift (PSI)",
             f"moderate > {t.PSI_MODERATE:g}, major > {t.PSI_MAJOR:g}, over {t.DRIFT_WINDOW} with >= "
-            f"{t.DRIFT_MIN_ROWS} values of the feature, for {t.DRIFT_FOR}",
+            f"{t.DRIFT_MIN_ROWS} values of the feature, for {t.DRIFT_FOR} (moderate: {t.DRIFT_MODERATE_FOR})",
         ),
         (
             "Broken feature",

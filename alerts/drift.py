@@ -83,8 +83,8 @@ CONCERN = Concern(
             '(PSI {{ $value | printf "%.2f" }}).',
             f"""The distribution of {{{{ $labels.feature }}}} over the last {t.human(W)} has moved away from the
             training data: PSI {{{{ $value | printf "%.3f" }}}} ({t.PSI_MODERATE:g} to {t.PSI_MAJOR:g} is a moderate
-            shift). Watch whether it grows.""",
-            t.DRIFT_FOR,
+            shift) for {t.human(t.DRIFT_MODERATE_FOR)}. Watch whether it grows.""",
+            t.DRIFT_MODERATE_FOR,
         ),
     ),
 )
