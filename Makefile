@@ -80,12 +80,13 @@ bench-peers: venv ## next to KServe and MLServer on the same model (installed on
 	  echo "wrk is not installed (apt-get install wrk): a Python keep-alive client drives the load instead"
 	PEERS_DIR=$(abspath $(STATE_DIR))/peers $(BIN)/python -m benchmarks.peers
 
-lint: venv ## ruff, yamllint, hadolint, and the generated dashboard is current
+lint: venv ## ruff, yamllint, hadolint, and the generated dashboard and alert rules are current
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/python -m dashboard --check
+	$(BIN)/python -m alerts --check
 
 dashboard: venv ## regenerate manifests/dashboards/*.json from the dashboard package
 	$(BIN)/python -m dashboard

@@ -6,21 +6,23 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import bargauge, stat, timeseries
 from grafana_foundation_sdk.models import units
 
+from alerts import thresholds
+from alerts.drift import PSI as FEATURE_PSI
 from dashboard.panels import bar_gauge_panel, hourly_count_stat, queries, selector, timeseries_panel
 
 TITLE = "Drift"
 
-# Recorded by manifests/prometheusrule.yaml.
-FEATURE_PSI = "namespace_job_feature:model_input_psi:1h"
+# Recorded by manifests/prometheusrule-*.yaml.
 ROWS_PER_SECOND_1H = "namespace_job:model_predictions:rate1h"
 
-# Alert thresholds of the PrometheusRule, drawn as dashed lines or colour steps.
-PSI_WARNING, PSI_CRITICAL = 0.1, 0.25
-DRIFT_MIN_ROWS = 1000  # rows in the hour
+# Alert thresholds (alerts/thresholds.py), drawn as dashed lines or colour steps.
+PSI_WARNING, PSI_CRITICAL = thresholds.PSI_MODERATE, thresholds.PSI_MAJOR
+PSI_WINDOW = thresholds.human(thresholds.DRIFT_WINDOW)
+MODEL_MIN_ROWS = thresholds.MODEL_MIN_ROWS  # rows in the hour
 
 PSI_STEPS = [("green", None), ("orange", PSI_WARNING), ("red", PSI_CRITICAL)]
 PSI_HELP = (
-    "Population Stability Index of each input feature over the last hour, against the training "
+    f"Population Stability Index of each input feature over the last {PSI_WINDOW}, against the training "
     f"distribution. Below {PSI_WARNING} stable, {PSI_WARNING}-{PSI_CRITICAL} moderate shift (warning), "
     f"above {PSI_CRITICAL} major shift (critical)."
 )
@@ -28,7 +30,7 @@ PSI_HELP = (
 
 def psi_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "Input drift: PSI per feature (last hour)",
+        f"Input drift: PSI per feature (last {PSI_WINDOW})",
         PSI_HELP + " Dashed: the two thresholds.",
         units.NoUnit,
         queries((selector(FEATURE_PSI), "{{feature}}")),
@@ -53,11 +55,12 @@ def psi_now_bar_gauge() -> bargauge.Panel:
 def rows_last_hour_stat() -> stat.Panel:
     return hourly_count_stat(
         "Rows in the last hour",
-        f"Drift, prediction-drift and confidence alerts need at least {DRIFT_MIN_ROWS} rows in the hour: "
-        "fewer, and the estimates are noise.",
+        f"Prediction-drift and confidence alerts need at least {MODEL_MIN_ROWS} rows in the hour (the drift "
+        f"alerts {thresholds.DRIFT_MIN_ROWS} values of a feature in {PSI_WINDOW}): fewer, and the estimates "
+        "are noise.",
         ROWS_PER_SECOND_1H,
         "rows",
-        DRIFT_MIN_ROWS,
+        MODEL_MIN_ROWS,
         width=4,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import heatmap, table, timeseries
 from grafana_foundation_sdk.models import units
 
+from alerts import thresholds
 from app.metrics import (
     MODEL_BATCH_ROWS,
     MODEL_INFERENCE_DURATION_SECONDS,
@@ -29,12 +30,12 @@ from dashboard.rows import quality
 
 TITLE = "Model"
 
-# Recorded by manifests/prometheusrule.yaml.
+# Recorded by manifests/prometheusrule-*.yaml.
 CLASS_SHARE = "namespace_job_class:model_predictions:ratio_rate1h"
 MEAN_CONFIDENCE = "namespace_job:model_prediction_confidence:mean1h"
 
 # Alert threshold of the PrometheusRule, drawn as a dashed line.
-CONFIDENCE_ALERT = 0.6
+CONFIDENCE_ALERT = thresholds.CONFIDENCE_MIN
 
 
 def predictions_per_second_timeseries() -> timeseries.Panel:

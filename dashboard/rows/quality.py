@@ -6,6 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models import units
 
+from alerts import thresholds
 from app.metrics import MODEL_FEEDBACK_TOTAL
 from dashboard.panels import (
     ITEMS_PER_SECOND_UNIT,
@@ -16,16 +17,16 @@ from dashboard.panels import (
     timeseries_panel,
 )
 
-# Recorded by manifests/prometheusrule.yaml.
+# Recorded by manifests/prometheusrule-*.yaml.
 LIVE_ACCURACY = "namespace_job:model_accuracy:ratio_rate1h"
 TRAINING_ACCURACY = "namespace_job:model_training_accuracy:max"
 RECALL = "namespace_job_actual:model_recall:ratio_rate1h"
 FEEDBACK_PER_SECOND_5M = "namespace_job:model_feedback:rate5m"
 FEEDBACK_PER_SECOND_1H = "namespace_job:model_feedback:rate1h"
 
-# Alert thresholds of the PrometheusRule, drawn as dashed lines.
-ACCURACY_ALERT_DROP = 0.1  # below the training accuracy
-ACCURACY_MIN_FEEDBACK = 200  # items in the hour
+# Alert thresholds (alerts/thresholds.py), drawn as dashed lines.
+ACCURACY_ALERT_DROP = thresholds.ACCURACY_DROP  # below the training accuracy
+ACCURACY_MIN_FEEDBACK = thresholds.ACCURACY_MIN_FEEDBACK  # items in the hour
 
 GATE = (
     f"The accuracy alert needs at least {ACCURACY_MIN_FEEDBACK} feedback items in the hour: fewer, and a "

@@ -5,18 +5,19 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.models import units
 
+from alerts import thresholds
 from dashboard.panels import MULTIPLE_UNIT, queries, selector, stat_panel, timeseries_panel
 
 TITLE = "SLO"
 
-# Recorded by manifests/prometheusrule.yaml.
+# Recorded by manifests/prometheusrule-*.yaml.
 BURN_RATE = "slo:burn_rate:ratio_rate{window}"
 BURN_WINDOWS = ("5m", "30m", "1h", "6h", "3d")
 BUDGET_REMAINING = "slo:error_budget_remaining:ratio_rate30d"
 
-# Alert thresholds of the PrometheusRule, drawn as dashed lines: 1 over 3d and 6h opens a ticket.
-TICKET_BURN = 1
-FAST_BURN, MEDIUM_BURN = 14.4, 6
+# Alert thresholds (alerts/thresholds.py), drawn as dashed lines: 1 over 3d and 6h opens a ticket.
+(TICKET_BURN,) = (burn.factor for burn in thresholds.TICKET_BURNS)
+FAST_BURN, MEDIUM_BURN = (burn.factor for burn in thresholds.PAGE_BURNS)
 
 
 def _burn_rate(slo: str) -> timeseries.Panel:

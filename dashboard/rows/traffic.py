@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.models import units
 
+from alerts import thresholds
 from app.metrics import (
     HTTP_REQUEST_DURATION_SECONDS,
     HTTP_REQUESTS_IN_FLIGHT,
@@ -16,12 +17,12 @@ from dashboard.panels import RATE, quantiles, queries, selector, timeseries_pane
 
 TITLE = "Traffic"
 
-# Recorded by manifests/prometheusrule.yaml.
+# Recorded by manifests/prometheusrule-*.yaml.
 ROUTE_5XX_RATIO = "namespace_job_route:http_requests_5xx:ratio_rate5m"
 
-# Alert thresholds of the PrometheusRule, drawn as dashed lines.
-ERROR_RATIO_ALERT = 0.05
-P95_ALERT_SECONDS = 0.5
+# Alert thresholds (alerts/thresholds.py), drawn as dashed lines.
+ERROR_RATIO_ALERT = thresholds.ERROR_RATIO
+P95_ALERT_SECONDS = thresholds.P95_SECONDS
 
 
 def requests_per_second_timeseries() -> timeseries.Panel:

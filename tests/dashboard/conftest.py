@@ -1,4 +1,4 @@
-"""Fixtures of the dashboard tests: the alert and recording rules, read from the PrometheusRule manifest."""
+"""Fixtures of the dashboard tests: the alert and recording rules, read from the PrometheusRule manifests."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from offcluster.manifests import MANIFESTS
 
 @pytest.fixture(scope="session")
 def rules() -> list[dict[str, Any]]:
-    # The manifest file itself, not the kustomize rendering: names and expressions are all these tests need.
-    manifest = yaml.safe_load((MANIFESTS / "prometheusrule.yaml").read_text())
-    return [rule for group in manifest["spec"]["groups"] for rule in group["rules"]]
+    # The manifest files themselves, not the kustomize rendering: names and expressions are all these tests need.
+    manifests = [yaml.safe_load(path.read_text()) for path in sorted(MANIFESTS.glob("prometheusrule-*.yaml"))]
+    assert manifests, f"no prometheusrule-*.yaml under {MANIFESTS}"
+    return [rule for manifest in manifests for group in manifest["spec"]["groups"] for rule in group["rules"]]
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,17 @@ and PrometheusRule, Alertmanager routed by the helmfile's values, locust traffic
 
 The tests of this module run in order against one stack, which runs as many pods as the Deployment's
 `replicas` (separate gunicorn masters sharing the Service's port): discovery of every pod, what the fleet's
-rules make of traffic spread over the pods, locust traffic, dashboard queries, drift, one pod killed (no page
-while the other serves), every pod stopped (a page), then `down`. Time is compressed (1 s scrapes and rule
-evaluations, `for:` and `group_wait` shortened); names, labels, annotations and routes are the declared ones.
+rules make of traffic spread over the pods, locust traffic, dashboard queries, drift, discovery lost (no target
+at all), one pod killed (no page while the other serves), every pod stopped (a page), then `down`. Time is
+compressed (1 s scrapes and rule evaluations, `for:` and `group_wait` shortened); names, labels, annotations and
+routes are the declared ones.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -26,15 +28,18 @@ import requests
 import yaml
 from sklearn.datasets import load_wine
 
+from alerts.drift import PSI
 from app.model import load
 from harness.exposition import samples
 from harness.load import ROW
 from harness.server import ROOT, free_port, free_port_run
 from offcluster.config import Ports
 from offcluster.grafana import INSTALL_HINT, PROMETHEUS_DATASOURCE, dashboards
-from offcluster.manifests import one, render
+from offcluster.manifests import one, render, rule_groups
 from offcluster.process_group import group_alive
+from offcluster.scrape import operator_relabelings
 from offcluster.stack import Stack
+from offcluster.targets import targets
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 APP_RECEIVER = "ml-serving-oncall"
@@ -223,10 +228,7 @@ def test_psi_and_accuracy_over_the_pods_are_what_one_pod_given_all_traffic_would
     correct = sum(item["predicted"] == item["actual"] for item in feedback) / len(feedback)
 
     def recorded_match():
-        recorded = {
-            r["metric"]["feature"]: float(r["value"][1])
-            for r in query(stack, "namespace_job_feature:model_input_psi:1h")
-        }
+        recorded = {r["metric"]["feature"]: float(r["value"][1]) for r in query(stack, PSI)}
         assert set(recorded) == set(expected_psi)
         for feature, value in expected_psi.items():
             # rate() extrapolates each pod's series to the window's end by its own scrape phase: a few %.
@@ -317,7 +319,7 @@ def test_drifted_traffic_lifts_psi_for_the_shifted_features_only(stack, tmp_path
     run_locust(stack, tmp_path / "drift", 15, "--drift-features", ",".join(SHIFTED))
 
     def psi_split():
-        result = query(stack, "namespace_job_feature:model_input_psi:1h")
+        result = query(stack, PSI)
         psi = {r["metric"]["feature"]: float(r["value"][1]) for r in result}
         assert len(psi) == 13, psi
         for feature in SHIFTED:
@@ -351,11 +353,60 @@ def test_wrong_ground_truth_fires_the_accuracy_alert(stack, tmp_path):
 
 def declared_alerts() -> dict[str, dict]:
     return {
-        rule["alert"]: rule
-        for group in yaml.safe_load((ROOT / "manifests" / "prometheusrule.yaml").read_text())["spec"]["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
+        rule["alert"]: rule for group in rule_groups(render())["groups"] for rule in group["rules"] if "alert" in rule
     }
+
+
+def reload_prometheus(stack: Stack, config: dict) -> None:
+    (stack.state / "prometheus" / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    requests.post(f"{stack.urls['prometheus']}/-/reload", timeout=10).raise_for_status()
+
+
+def test_no_target_at_all_pages_the_team(stack):
+    # The ServiceMonitor's selector matches nothing (a label renamed on one side): the operator's relabelling
+    # then keeps none of the discovered endpoints. The app itself keeps running.
+    path = stack.state / "prometheus" / "prometheus.yml"
+    original = yaml.safe_load(path.read_text())
+    broken = copy.deepcopy(original)
+    objects = render()
+    monitor = one(objects, "ServiceMonitor")
+    nothing = {"matchLabels": {key: "matches-nothing" for key in monitor["spec"]["selector"]["matchLabels"]}}
+    target = targets(objects)[0]
+    unmatched = dataclasses.replace(target, monitor={**monitor, "spec": {**monitor["spec"], "selector": nothing}})
+    for job in broken["scrape_configs"]:
+        job["relabel_configs"] = operator_relabelings(unmatched)
+    reload_prometheus(stack, broken)
+    try:
+
+        def delivered():
+            assert not query(stack, 'up{job="wine-classifier"}'), "the target is still scraped"
+            found = [
+                (n["receiver"], a)
+                for n in stack.alerts()
+                if n["payload"]["status"] == "firing"
+                for a in n["payload"]["alerts"]
+                if a["labels"]["alertname"] == "WineClassifierDown" and "container" not in a["labels"]
+            ]
+            assert found, [n["payload"]["groupLabels"] for n in stack.alerts()]
+            return found[0]
+
+        receiver, alert = eventually(delivered, timeout=60)
+        assert receiver == APP_RECEIVER
+        # The absent() branch: only what its selector names, namespace included.
+        assert alert["labels"] == {
+            "alertname": "WineClassifierDown",
+            "job": "wine-classifier",
+            "namespace": "ml-serving",
+            "severity": declared_alerts()["WineClassifierDown"]["labels"]["severity"],
+        }
+        assert not query(stack, 'ALERTS{alertname="WineClassifierTargetDown"}'), "no target, so no target is down"
+    finally:
+        reload_prometheus(stack, original)
+
+    def scraped_again():
+        assert scalar(stack, 'sum(up{job="wine-classifier"})') == len(stack.pods)
+
+    eventually(scraped_again, timeout=30)
 
 
 def test_one_pod_killed_is_one_target_down_and_no_page_while_the_other_serves(stack):
@@ -364,6 +415,7 @@ def test_one_pod_killed_is_one_target_down_and_no_page_while_the_other_serves(st
     critical = {name for name, rule in rules.items() if rule["labels"]["severity"] == "critical"}
     # The drift tests above page already (input drift is critical): the kill must add no page of its own.
     paging_before = {a["metric"]["alertname"] for a in query(stack, 'ALERTS{alertstate="firing", severity="critical"}')}
+    notified_before = len(stack.alerts())
     stack.stop(killed.name, sig=signal.SIGKILL)
 
     def target_down_for_the_killed_pod():
@@ -380,9 +432,9 @@ def test_one_pod_killed_is_one_target_down_and_no_page_while_the_other_serves(st
     assert paging <= paging_before and "WineClassifierDown" not in paging, paging
     delivered = {
         a["labels"]["alertname"]
-        for n in stack.alerts()
-        if n["payload"]["status"] == "firing"
+        for n in stack.alerts()[notified_before:]
         for a in n["payload"]["alerts"]
+        if a["status"] == "firing"
     }
     assert not (delivered & critical) - paging_before, delivered
 
