@@ -54,10 +54,11 @@ CONCERN = Concern(
             typically because the inputs left the region it was trained on.""",
             t.MODEL_FOR,
         ),
-        # Normal for the minutes of a rolling update, hence the hold.
+        # Normal for the minutes of a rolling update, hence the hold. Per track: a canary (track canary, see
+        # the canary rules) serves another version on purpose.
         Alert(
             "WineClassifierModelVersionMismatch",
-            (f"count by ({KEEP}) (\n  count by ({KEEP}, model_version) ({sel(MODEL_INFO)})\n) > 1",),
+            (f"count by ({KEEP}, track) (\n  count by ({KEEP}, track, model_version) ({sel(MODEL_INFO)})\n) > 1",),
             "warning",
             "{{ $labels.namespace }}/{{ $labels.job }} serves {{ $value }} model versions at once.",
             f"""The pods of {{{{ $labels.job }}}} have reported {{{{ $value }}}} different model versions for

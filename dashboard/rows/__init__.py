@@ -8,7 +8,7 @@ way, so a graph crossing a dashed line is an alert about to fire.
 
 from __future__ import annotations
 
-from dashboard.rows import alerts, drift, model, slo, traffic
+from dashboard.rows import alerts, canary, drift, model, slo, traffic
 
 # Each module's TITLE heads a row; its PANELS follow it, left to right.
-ROWS = (traffic, slo, model, drift, alerts)
+ROWS = (traffic, slo, model, drift, canary, alerts)
