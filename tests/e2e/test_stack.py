@@ -28,6 +28,7 @@ import requests
 import yaml
 from sklearn.datasets import load_wine
 
+from alerts import drift
 from alerts.drift import PSI
 from app.model import load
 from harness.exposition import samples
@@ -412,9 +413,10 @@ def test_no_target_at_all_pages_the_team(stack):
 def test_one_pod_killed_is_one_target_down_and_no_page_while_the_other_serves(stack):
     killed, serving = stack.pods[0], stack.pods[1:]
     rules = declared_alerts()
-    critical = {name for name, rule in rules.items() if rule["labels"]["severity"] == "critical"}
-    # The drift tests above page already (input drift is critical): the kill must add no page of its own.
-    paging_before = {a["metric"]["alertname"] for a in query(stack, 'ALERTS{alertstate="firing", severity="critical"}')}
+    # The drift tests above page on their own schedule (input drift is critical, its 10m window still holds the
+    # drifted rows): every other page must stay quiet while a pod still serves.
+    input_pages = {a.alert for a in drift.CONCERN.alerts()}
+    critical = {name for name, rule in rules.items() if rule["labels"]["severity"] == "critical"} - input_pages
     notified_before = len(stack.alerts())
     stack.stop(killed.name, sig=signal.SIGKILL)
 
@@ -429,14 +431,14 @@ def test_one_pod_killed_is_one_target_down_and_no_page_while_the_other_serves(st
     assert scalar(stack, 'sum(up{job="wine-classifier"})') == len(serving)
     time.sleep(3)  # longer than the compressed `for:` of the fleet-down page, were it pending
     paging = {a["metric"]["alertname"] for a in query(stack, 'ALERTS{alertstate="firing", severity="critical"}')}
-    assert paging <= paging_before and "WineClassifierDown" not in paging, paging
+    assert not paging & critical, paging
     delivered = {
         a["labels"]["alertname"]
         for n in stack.alerts()[notified_before:]
         for a in n["payload"]["alerts"]
         if a["status"] == "firing"
     }
-    assert not (delivered & critical) - paging_before, delivered
+    assert not delivered & critical, delivered
 
 
 def test_every_pod_stopped_pages_through_alertmanager(stack):
@@ -466,8 +468,13 @@ def test_every_pod_stopped_pages_through_alertmanager(stack):
         assert set(alert["annotations"]) == set(declared["annotations"])
         assert alert["annotations"]["runbook_url"] == declared["annotations"]["runbook_url"]
         assert all("{{" not in text for text in alert["annotations"].values())
-    firing = query(stack, 'ALERTS{alertstate="firing", alertname="WineClassifierTargetDown"}')
-    assert {a["metric"]["pod"] for a in firing} == {pod.name for pod in stack.pods}
+
+    def every_pod_down():
+        firing = query(stack, 'ALERTS{alertstate="firing", alertname="WineClassifierTargetDown"}')
+        assert {a["metric"]["pod"] for a in firing} == {pod.name for pod in stack.pods}, firing
+        return firing
+
+    firing = eventually(every_pod_down, timeout=30)
     assert {a["metric"]["severity"] for a in firing} == {rules["WineClassifierTargetDown"]["labels"]["severity"]}
 
 
