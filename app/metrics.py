@@ -1,9 +1,9 @@
 """Every metric the service exports, declared in one place, with its name as a constant.
 
-The dashboard generator (``dashboard/``) imports the name constants from here. The alert rules
-(``manifests/prometheusrule.yaml``) write the names out; ``tests/dashboard/test_metric_names.py`` fails when a
-rule or a panel uses a name that these collectors do not export, so a rename is an edit here and in the rules,
-caught by that test if the rules are forgotten. No label ever takes a value chosen by a client: routes come
+The dashboard generator (``dashboard/``) and the rule generator (``alerts/``, which writes
+``manifests/prometheusrule-*.yaml``) import the name constants from here, so a rename is one edit here and a
+regeneration; ``tests/dashboard/test_metric_names.py`` fails when a rule or a panel uses a name that these
+collectors do not export. No label ever takes a value chosen by a client: routes come
 from the Flask URL map, methods and invalid-input reasons from fixed sets, features, bins and classes from the
 loaded model.
 

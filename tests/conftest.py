@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,16 @@ from pathlib import Path
 import pytest
 
 from harness.server import Server, start_server
+from tests.availability import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not on PATH: `make deps` installs it (Debian package {package})")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +31,18 @@ def shared_dir() -> Path:
     """
     path = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
     if not (path / "crds").is_dir():
-        message = f"reference data not found at {path}: set SHARED_DIR to a copy of the project's shared/ directory"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"reference data not found at {path}: set SHARED_DIR to a copy of the project's shared/ directory")
     return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return _binary("promtool", "prometheus")
+
+
+@pytest.fixture(scope="session")
+def amtool() -> str:
+    return _binary("amtool", "prometheus-alertmanager")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ and the file is a valid Alertmanager configuration (the local stack runs Alertma
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -65,15 +64,7 @@ def test_routing_walk_follows_alertmanager_rules() -> None:
         parse_matcher("severity")
 
 
-def _amtool() -> str:
-    found = shutil.which("amtool")
-    if found is None:
-        pytest.skip("amtool not installed (Debian package prometheus-alertmanager): cannot run its checks")
-    return found
-
-
-def test_amtool_accepts_the_config_and_routes_alike(config: dict[str, Any], tmp_path: Path) -> None:
-    amtool = _amtool()
+def test_amtool_accepts_the_config_and_routes_alike(amtool: str, config: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
     checked = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=30)

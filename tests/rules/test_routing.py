@@ -10,8 +10,6 @@ must produce one somewhere. Each label set, with the alert's own labels and name
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,20 +21,11 @@ from alerts.build import alerts
 from alerts.simulate import got_samples
 from offcluster.helm import chart_values
 from offcluster.manifests import RenderError, render, rule_groups
+from tests.availability import unavailable
 from tests.rules.test_rules import RULE_FILE, TEST_FILES
 
 APP_RECEIVER = "ml-serving-oncall"
 MARK = "routing_check"
-
-
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not on PATH: install it (Debian: apt-get install {package})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +57,11 @@ def unrouted(amtool: str, config: Path, label_sets: list[dict[str, str]]) -> lis
     return problems
 
 
-def branch_label_sets(groups: list[dict[str, Any]], workdir: Path) -> dict[tuple[str, int], list[dict[str, str]]]:
+def branch_label_sets(
+    promtool: str, groups: list[dict[str, Any]], workdir: Path
+) -> dict[tuple[str, int], list[dict[str, str]]]:
     """(alert, branch index) -> the label sets promtool evaluates that branch to, on the series of every test
     case in which the alert fires."""
-    promtool = _tool("promtool", "prometheus")
     (workdir / RULE_FILE).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     by_name = {a.alert: a for a in alerts()}
     checks: list[tuple[str, int]] = []
@@ -113,12 +103,7 @@ def groups() -> list[dict[str, Any]]:
     try:
         return rule_groups(render())["groups"]
     except RenderError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def amtool() -> str:
-    return _tool("amtool", "prometheus-alertmanager")
+        unavailable(str(exc))
 
 
 def test_the_branches_are_the_manifests_expressions(groups: list[dict[str, Any]]) -> None:
@@ -127,9 +112,9 @@ def test_the_branches_are_the_manifests_expressions(groups: list[dict[str, Any]]
 
 
 def test_every_label_set_of_every_alert_reaches_the_team(
-    groups: list[dict[str, Any]], amtool: str, amtool_config: Path, tmp_path: Path
+    promtool: str, groups: list[dict[str, Any]], amtool: str, amtool_config: Path, tmp_path: Path
 ) -> None:
-    found = branch_label_sets(groups, tmp_path)
+    found = branch_label_sets(promtool, groups, tmp_path)
     never = sorted(f"{name} branch {i}" for (name, i), sets in found.items() if not sets)
     assert not never, f"no test case makes these branches produce anything (add one): {never}"
     by_name = {a.alert: a for a in alerts()}

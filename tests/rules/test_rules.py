@@ -8,7 +8,6 @@ check, fails here.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import yaml
 
 from dashboard.promql import metric_names
 from offcluster.manifests import ROOT, RenderError, render, rule_groups
+from tests.availability import unavailable
 
 TESTS_DIR = Path(__file__).resolve().parent
 TEST_FILES = sorted(TESTS_DIR.glob("*.test.yaml"))
@@ -32,27 +32,12 @@ SEVERITIES = {"critical", "warning"}
 REQUIRED_ANNOTATIONS = {"summary", "description", "runbook_url"}
 
 
-def _missing_tool(message: str) -> None:
-    # A user's machine may lack the tool: skip with the reason. CI has it, so there it is a failure.
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        _missing_tool("promtool is not on PATH: install Prometheus (Debian: apt-get install prometheus)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def groups() -> list[dict[str, Any]]:
     try:
         extracted = rule_groups(render())
     except RenderError as exc:
-        _missing_tool(str(exc))
+        unavailable(str(exc))
     assert extracted["groups"], "the PrometheusRule has no rule groups"
     return extracted["groups"]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,9 +17,6 @@ from offcluster.config import Ports, build
 from offcluster.manifests import ROOT, RenderError, one, render
 from offcluster.scrape import scrape_configs
 from offcluster.targets import LOCAL_IP, node_name, targets
-
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not on PATH: `make deps` installs it")
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +33,14 @@ def _changed(objects, monitor_spec=None, endpoint=None, pod_labels=None):
     return changed
 
 
-def final_labels(objects, tmp_path: Path, **options) -> dict[str, str]:
+def final_labels(promtool: str, objects, tmp_path: Path, **options) -> dict[str, str]:
     """The labels Prometheus gives the job's first target (its first pod) after relabelling (what
     `/api/v1/targets` shows); every pod is a target."""
     jobs = scrape_configs(objects, **options)
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "30s"}, "scrape_configs": jobs}))
     result = subprocess.run(
-        [PROMTOOL, "check", "service-discovery", "--timeout=300ms", str(config), jobs[0]["job_name"]],
+        [promtool, "check", "service-discovery", "--timeout=300ms", str(config), jobs[0]["job_name"]],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -53,9 +49,8 @@ def final_labels(objects, tmp_path: Path, **options) -> dict[str, str]:
     return {k: v for k, v in found[0]["labels"].items() if not k.startswith("__")}
 
 
-@needs_promtool
-def test_todays_servicemonitor_gets_the_operators_labels(objects, tmp_path):
-    labels = final_labels(objects, tmp_path)
+def test_todays_servicemonitor_gets_the_operators_labels(promtool, objects, tmp_path):
+    labels = final_labels(promtool, objects, tmp_path)
     assert set(labels) == {"job", "namespace", "service", "pod", "container", "endpoint", "instance", "track"}
     assert (labels["job"], labels["namespace"], labels["endpoint"]) == ("wine-classifier", "ml-serving", "metrics")
     assert labels["container"] == "model-server"
@@ -63,8 +58,7 @@ def test_todays_servicemonitor_gets_the_operators_labels(objects, tmp_path):
     assert labels["track"] == "stable"
 
 
-@needs_promtool
-def test_target_labels_and_pod_target_labels_are_copied(objects, tmp_path):
+def test_target_labels_and_pod_target_labels_are_copied(promtool, objects, tmp_path):
     # The operator copies each named Service label (targetLabels) and pod label (podTargetLabels), with the
     # key sanitised into a label name, onto every series of the target.
     # The Prometheus object's own podTargetLabels (prometheusSpec) are appended to every ServiceMonitor's.
@@ -73,13 +67,13 @@ def test_target_labels_and_pod_target_labels_are_copied(objects, tmp_path):
         monitor_spec={"targetLabels": ["app.kubernetes.io/component"], "podTargetLabels": ["team", "absent"]},
         pod_labels={"team": "ml", "example.com/tier": "gold"},
     )
-    labels = final_labels(changed, tmp_path, pod_target_labels=["example.com/tier"])
+    labels = final_labels(promtool, changed, tmp_path, pod_target_labels=["example.com/tier"])
     assert labels["app_kubernetes_io_component"] == "model-server"
     assert labels["team"] == "ml" and labels["example_com_tier"] == "gold"
     assert "absent" not in labels  # regex (.+): a label the pod lacks adds nothing
 
 
-def test_the_prometheus_objects_pod_target_labels_and_timeout_come_from_the_helm_values(objects, tmp_path):
+def test_the_prometheus_objects_pod_target_labels_and_timeout_come_from_the_helm_values(promtool, objects, tmp_path):
     helmfile = tmp_path / "helmfile.yaml"
     extra = {"prometheus": {"prometheusSpec": {"podTargetLabels": ["team"], "scrapeTimeout": "20s"}}}
     release = {"name": "kps", "chart": "prometheus-community/kube-prometheus-stack"}
@@ -99,8 +93,7 @@ def test_the_prometheus_objects_pod_target_labels_and_timeout_come_from_the_helm
     assert fast.prometheus["global"]["scrape_timeout"] == "1s"
 
 
-@needs_promtool
-def test_relabelings_read_the_pod_meta_labels_a_cluster_gives(objects, tmp_path):
+def test_relabelings_read_the_pod_meta_labels_a_cluster_gives(promtool, objects, tmp_path):
     read = {
         "app": "__meta_kubernetes_pod_label_app_kubernetes_io_name",
         "node": "__meta_kubernetes_pod_node_name",
@@ -111,7 +104,7 @@ def test_relabelings_read_the_pod_meta_labels_a_cluster_gives(objects, tmp_path)
     changed = _changed(
         objects, endpoint={"relabelings": [{"sourceLabels": [src], "targetLabel": dst} for dst, src in read.items()]}
     )
-    labels = final_labels(changed, tmp_path)
+    labels = final_labels(promtool, changed, tmp_path)
     assert labels["app"] == "wine-classifier"
     assert (labels["node"], labels["ip"], labels["phase"], labels["port_name"]) == (
         node_name(),
@@ -121,9 +114,8 @@ def test_relabelings_read_the_pod_meta_labels_a_cluster_gives(objects, tmp_path)
     )
 
 
-@needs_promtool
 @pytest.mark.parametrize("target_port", ["metrics", 9100])
-def test_target_port_by_name_or_number(objects, tmp_path, target_port):
+def test_target_port_by_name_or_number(promtool, objects, tmp_path, target_port):
     endpoint = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
     changed = _changed(objects)
     moved = one(changed, "ServiceMonitor")["spec"]["endpoints"][0]
@@ -139,23 +131,22 @@ def test_target_port_by_name_or_number(objects, tmp_path, target_port):
     }
     assert keep in job["relabel_configs"]
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:9100"]
-    labels = final_labels(changed, tmp_path)
+    labels = final_labels(promtool, changed, tmp_path)
     assert labels["endpoint"] == str(target_port)
     assert labels["job"] == "wine-classifier" and endpoint["port"] == "metrics"
 
 
-@needs_promtool
-def test_short_interval_without_timeout_leaves_the_timeout_to_prometheus(objects, tmp_path):
+def test_short_interval_without_timeout_leaves_the_timeout_to_prometheus(promtool, objects, tmp_path):
     changed = _changed(objects, endpoint={"interval": "5s"})
     one(changed, "ServiceMonitor")["spec"]["endpoints"][0].pop("scrapeTimeout")
     job = scrape_configs(changed)[0]
     assert job["scrape_interval"] == "5s" and "scrape_timeout" not in job
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({"scrape_configs": [job]}))
-    checked = subprocess.run([PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, timeout=30)
+    checked = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     result = subprocess.run(
-        [PROMTOOL, "check", "service-discovery", "--timeout=300ms", str(config), job["job_name"]],
+        [promtool, "check", "service-discovery", "--timeout=300ms", str(config), job["job_name"]],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     # Prometheus caps its 10s default timeout at the interval.
