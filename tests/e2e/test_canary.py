@@ -19,17 +19,11 @@ from pathlib import Path
 import pytest
 
 from harness.server import free_port, free_port_run
+from harness.stack import compress_for, compress_routing, eventually, query, run_locust
 from offcluster.config import Ports
 from offcluster.manifests import CANARY
 from offcluster.stack import Stack
-from tests.e2e.test_stack import (
-    APP_RECEIVER,
-    compress_for,
-    compress_routing,
-    eventually,
-    query,
-    run_locust,
-)
+from tests.manifests.deploy_spec import APP_RECEIVER
 
 ALERT = "WineClassifierCanaryWorse"
 STUMP = "--estimator stump"

@@ -12,7 +12,6 @@ routes are the declared ones.
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import os
 import signal
@@ -20,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +32,7 @@ from app.model import load
 from harness.exposition import samples
 from harness.load import ROW
 from harness.server import ROOT, free_port, free_port_run
+from harness.stack import USERS, compress_for, compress_routing, eventually, query, run_locust, scalar
 from offcluster.config import Ports
 from offcluster.grafana import INSTALL_HINT, PROMETHEUS_DATASOURCE, dashboards
 from offcluster.manifests import one, render, rule_groups
@@ -41,31 +40,9 @@ from offcluster.process_group import group_alive
 from offcluster.scrape import operator_relabelings
 from offcluster.stack import Stack
 from offcluster.targets import targets
+from tests.manifests.deploy_spec import APP_RECEIVER
 
-LOCUST = str(Path(sys.executable).with_name("locust"))
-APP_RECEIVER = "ml-serving-oncall"
 SHIFTED = ("proline", "alcohol")
-USERS = 8
-
-
-def compress_for(rules: dict) -> dict:
-    rules = copy.deepcopy(rules)
-    for group in rules["groups"]:
-        group.pop("interval", None)
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = "2s"
-    return rules
-
-
-def compress_routing(config: dict) -> dict:
-    config = copy.deepcopy(config)
-    routes = [config["route"]]
-    while routes:
-        route = routes.pop()
-        route.update({k: "1s" for k in ("group_wait", "group_interval") if k in route or route is config["route"]})
-        routes.extend(route.get("routes", []))
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -85,42 +62,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.up(timeout=90)
     yield running
     running.down()
-
-
-def query(stack: Stack, promql: str) -> list[dict]:
-    response = requests.get(f"{stack.urls['prometheus']}/api/v1/query", params={"query": promql}, timeout=10)
-    response.raise_for_status()
-    return response.json()["data"]["result"]
-
-
-def scalar(stack: Stack, promql: str) -> float:
-    result = query(stack, promql)
-    assert len(result) == 1, f"{promql} -> {result}"
-    return float(result[0]["value"][1])
-
-
-def eventually(check, timeout: float = 30.0, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(interval)
-
-
-def run_locust(stack: Stack, out: Path, seconds: int, *extra: str) -> dict[str, int]:
-    """A headless locust run; returns request counts by locust's request name."""
-    result = subprocess.run(
-        [LOCUST, "--config", str(ROOT / "loadtest" / "locust.conf"), "--host", stack.urls["app"],
-         "--profile-seconds", str(seconds), "--peak-users", str(USERS), "--csv", str(out), "--html", f"{out}.html",
-         *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(f"{out}_stats.csv") as f:
-        return {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(f) if row["Name"] != "Aggregated"}
 
 
 def test_prometheus_discovers_every_replica_with_the_operators_labels(stack):

@@ -17,6 +17,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 APP = "wine-classifier"
 APP_NAMESPACE = "ml-serving"
+# The receiver of values/kube-prometheus-stack.yaml that every alert of the app must reach.
+APP_RECEIVER = "ml-serving-oncall"
 MONITORING_NAMESPACE = "monitoring"
 KUBERNETES_VERSION = "1.32"
 # THE command: the Dockerfile runs it, the Deployment must not override it (one way to start the server).

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.manifests.deploy_spec import APP_NAMESPACE
+from tests.manifests.deploy_spec import APP_NAMESPACE, APP_RECEIVER
 from tests.manifests.kube_logic import all_receiver_refs, parse_matcher, receivers_for
 
-APP_RECEIVER = "ml-serving-oncall"
 # An alert of this app as its rules produce it: the scraped series keep `namespace` (tests/rules/test_routing.py
 # routes every label set every alert can fire with).
 APP_ALERT = {"alertname": "WineClassifierErrorBudgetBurnFast", "namespace": APP_NAMESPACE, "severity": "critical"}

@@ -22,9 +22,9 @@ from alerts.simulate import got_samples
 from offcluster.helm import chart_values
 from offcluster.manifests import RenderError, render, rule_groups
 from tests.availability import unavailable
+from tests.manifests.deploy_spec import APP_RECEIVER
 from tests.rules.test_rules import RULE_FILE, TEST_FILES
 
-APP_RECEIVER = "ml-serving-oncall"
 MARK = "routing_check"
 
 

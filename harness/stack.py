@@ -1,0 +1,74 @@
+"""Driving the local stack (`offcluster`) in end-to-end tests: time compressed, PromQL asked, locust run."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from harness.server import ROOT
+from offcluster.stack import Stack
+
+LOCUST = str(Path(sys.executable).with_name("locust"))
+USERS = 8  # locust users per run
+
+
+def compress_for(rules: dict) -> dict:
+    rules = copy.deepcopy(rules)
+    for group in rules["groups"]:
+        group.pop("interval", None)
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "2s"
+    return rules
+
+
+def compress_routing(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    routes = [config["route"]]
+    while routes:
+        route = routes.pop()
+        route.update({k: "1s" for k in ("group_wait", "group_interval") if k in route or route is config["route"]})
+        routes.extend(route.get("routes", []))
+    return config
+
+
+def query(stack: Stack, promql: str) -> list[dict]:
+    response = requests.get(f"{stack.urls['prometheus']}/api/v1/query", params={"query": promql}, timeout=10)
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def scalar(stack: Stack, promql: str) -> float:
+    result = query(stack, promql)
+    assert len(result) == 1, f"{promql} -> {result}"
+    return float(result[0]["value"][1])
+
+
+def eventually(check, timeout: float = 30.0, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
+def run_locust(stack: Stack, out: Path, seconds: int, *extra: str, users: int = USERS) -> dict[str, int]:
+    """A headless locust run; returns request counts by locust's request name."""
+    result = subprocess.run(
+        [LOCUST, "--config", str(ROOT / "loadtest" / "locust.conf"), "--host", stack.urls["app"],
+         "--profile-seconds", str(seconds), "--peak-users", str(users), "--csv", str(out), "--html", f"{out}.html",
+         *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(f"{out}_stats.csv") as f:
+        return {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(f) if row["Name"] != "Aggregated"}
