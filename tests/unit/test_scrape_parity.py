@@ -19,6 +19,10 @@ from offcluster.scrape import scrape_configs
 from offcluster.targets import LOCAL_IP, node_name, targets
 
 
+# promtool waits this long for discovery whatever it finds (its default, 30s, would dominate the suite); static
+# targets arrive at once, the margin is for a loaded machine.
+DISCOVERY_WAIT = "1s"
+
 @pytest.fixture(scope="module")
 def objects():
     return render()
@@ -40,7 +44,7 @@ def final_labels(promtool: str, objects, tmp_path: Path, **options) -> dict[str,
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "30s"}, "scrape_configs": jobs}))
     result = subprocess.run(
-        [promtool, "check", "service-discovery", "--timeout=300ms", str(config), jobs[0]["job_name"]],
+        [promtool, "check", "service-discovery", f"--timeout={DISCOVERY_WAIT}", str(config), jobs[0]["job_name"]],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -146,7 +150,7 @@ def test_short_interval_without_timeout_leaves_the_timeout_to_prometheus(promtoo
     checked = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     result = subprocess.run(
-        [promtool, "check", "service-discovery", "--timeout=300ms", str(config), job["job_name"]],
+        [promtool, "check", "service-discovery", f"--timeout={DISCOVERY_WAIT}", str(config), job["job_name"]],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     # Prometheus caps its 10s default timeout at the interval.
