@@ -18,10 +18,10 @@ from offcluster.manifests import ROOT, RenderError, one, render
 from offcluster.scrape import scrape_configs
 from offcluster.targets import LOCAL_IP, node_name, targets
 
-
 # promtool waits this long for discovery whatever it finds (its default, 30s, would dominate the suite); static
 # targets arrive at once, the margin is for a loaded machine.
 DISCOVERY_WAIT = "1s"
+
 
 @pytest.fixture(scope="module")
 def objects():
