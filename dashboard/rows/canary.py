@@ -8,20 +8,14 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.models import units
 
 from alerts import thresholds as t
+
+# Recorded by manifests/prometheusrule-canary.yaml: the names come from the module that generates it.
+from alerts.canary import ACCURACY, CLASS_SHARE, CONFIDENCE, ERRORS, FEEDBACK, P95, REQUESTS, VERSION
 from dashboard.panels import queries, selector, table_panel, timeseries_panel
 
 TITLE = "Canary against stable"
 
-# Recorded by manifests/prometheusrule-canary.yaml (alerts/canary.py).
 W = t.CANARY_WINDOW
-REQUESTS = f"namespace_job_track:http_requests:rate{W}"
-ERRORS = f"namespace_job_track:http_requests_5xx:ratio_rate{W}"
-P95 = f"namespace_job_track:http_request_duration_seconds:p95_rate{W}"
-CLASS_SHARE = f"namespace_job_track_class:model_predictions:ratio_rate{W}"
-CONFIDENCE = f"namespace_job_track:model_prediction_confidence:mean{W}"
-FEEDBACK = f"namespace_job_track:model_feedback:rate{W}"
-ACCURACY = f"namespace_job_track:model_accuracy:ratio_rate{W}"
-VERSION = "namespace_job_track_version:model_info:max"
 STABLE = 'track="stable"'
 ALERT_LINE = "alert line"
 GATE = f"The alert judges the canary only over {W} and with enough of its traffic (docs/runbooks.md)."
