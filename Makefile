@@ -74,11 +74,11 @@ bench: venv ## CPU per request in-process and throughput/latency with and withou
 	$(BIN)/python -m benchmarks.service
 	@echo "not run here: worker churn (a few minutes): $(BIN)/python -m benchmarks.churn; next to KServe and MLServer: make bench-peers"
 
-bench-peers: venv ## next to KServe and MLServer on the same model (installed once into STATE_DIR/peers), load from wrk
+bench-peers: venv ## next to KServe and MLServer on the same model (installed once into PEERS_DIR, default STATE_DIR/peers), load from wrk
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
 	  echo "wrk is not installed (apt-get install wrk): a Python keep-alive client drives the load instead"
-	PEERS_DIR=$(abspath $(STATE_DIR))/peers $(BIN)/python -m benchmarks.peers
+	PEERS_DIR=$${PEERS_DIR:-$(abspath $(STATE_DIR))/peers} $(BIN)/python -m benchmarks.peers
 
 lint: venv ## ruff, yamllint, hadolint, and the generated dashboard and alert rules are current
 	$(BIN)/ruff check .

@@ -6,7 +6,9 @@ Starts THE gunicorn command twice (metrics on, and METRICS_ENABLED=0), drives bo
 closed-loop keep-alive clients in alternating rounds, at 1 row and at 256 rows per request, and prints
 throughput, rows/s, p50/p99 and server CPU per request side by side with their ratios; then /predict against
 the bare /healthz of the same server; then the /metrics scrape time of a 4-worker server after
-`--scrape-requests` predictions. Figures are only comparable within one run.
+`--scrape-requests` predictions. Figures are only comparable within one run. Each run records the load
+before and after it (harness/quiet.py); a run that starts with the 1-minute load above 1.0 is flagged and the
+goal lines read "not measured".
 
 `make bench` runs this after `python -m benchmarks.inprocess` (CPU per request in-process). Not run by it:
 `python -m benchmarks.churn` (worker recycling: files and scrape time after 1000 recycles, a few minutes) and
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 from harness.load import ROW
+from harness.quiet import LOAD_LIMIT, SETTLE_SECONDS, LoadGuard
 from harness.server import start_server
 
 SIZES = (1, 256)
@@ -93,7 +96,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent closed-loop clients")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scrape-requests", type=int, default=100_000)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_SECONDS,
+        metavar="SECONDS",
+        help=f"before each run, wait up to this long for the 1-minute load to fall under {LOAD_LIMIT}",
+    )
     args = parser.parse_args()
+    guard = LoadGuard(settle_seconds=args.settle)
 
     from app.train import train, write_artefact
 
@@ -114,9 +125,12 @@ def main() -> None:
                 for name, path, rows in order if round_ % 2 == 0 else order[::-1]:
                     server = servers[name]
                     address = server.app.removeprefix("http://")
-                    cpu_before = server_cpu_seconds(server.process.pid)
-                    latencies = measure(pool, address, path, args.seconds, args.clients, rows)
-                    cpu = server_cpu_seconds(server.process.pid) - cpu_before
+                    with guard.round(f"round {round_ + 1}, {name} {path} {rows} rows") as measured:
+                        cpu_before = server_cpu_seconds(server.process.pid)
+                        latencies = measure(pool, address, path, args.seconds, args.clients, rows)
+                        cpu = server_cpu_seconds(server.process.pid) - cpu_before
+                    label = f"round {round_ + 1}, {name:<12} {path:<9} {rows:>3} rows"
+                    print(f"  {label}: {measured.describe()}", flush=True)
                     runs.setdefault((name, path, rows), []).append(describe(latencies, args.seconds, cpu))
         median = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
         print(f"\n{args.rounds} rounds of {args.seconds:.0f}s, {args.clients} keep-alive clients, {args.workers} "
@@ -127,12 +141,14 @@ def main() -> None:
             rows_per_s = f"{m['rps'] * rows:.0f}" if rows else ""
             print(f"{name:<14}{path:<10}{rows or '':>5}{m['rps']:>9.0f}{rows_per_s:>9}"
                   f"{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_us']:>19.0f}")  # fmt: skip
-        print()
+        print(f"\nmachine during the runs: {guard.summary()}")
         for rows in SIZES:
             on, off = median[("instrumented", "/predict", rows)], median[("bare", "/predict", rows)]
             ratio = on["rps"] / off["rps"]
+            verdict = guard.verdict(ratio >= 0.95)
             print(f"{rows:>3} row(s): instrumentation cost: throughput ratio on/off = {ratio:.3f} "
-                  f"({100 * (1 - ratio):+.1f} % lost; target <= 5 %), p50 ratio {on['p50_ms'] / off['p50_ms']:.3f}, "
+                  f"({100 * (1 - ratio):+.1f} % lost; target <= 5 %: {verdict}), "
+                  f"p50 ratio {on['p50_ms'] / off['p50_ms']:.3f}, "
                   f"p99 ratio {on['p99_ms'] / off['p99_ms']:.3f}; server CPU per request on/off = "
                   f"{on['cpu_us'] / off['cpu_us']:.3f} ({on['cpu_us'] - off['cpu_us']:+.0f} us)")  # fmt: skip
         on, bare_endpoint = median[("instrumented", "/predict", 1)], median[("instrumented", "/healthz", 0)]
