@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
+
+from app.compiled_model import checked
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -45,6 +48,23 @@ class LoadedModel:
             matrix[j, : len(edges)] = edges
         return matrix
 
+    @cached_property
+    def proba(self) -> Callable[[np.ndarray], np.ndarray]:
+        """`predict_proba` without scikit-learn's per-call input validation when the estimator is one
+        `app.compiled_model` knows, checked against it on rows at every feature's bin edges; else predict_proba."""
+        edges = [e if len(e) else np.zeros(1) for e in self.bin_edges]
+        probe = np.array([[e[min(k, len(e) - 1)] for e in edges] for k in range(max(map(len, edges)))])
+        probe = np.vstack([probe, probe * 0.5, probe * 2.0, np.zeros_like(probe[:1])])
+        compiled = checked(self.estimator, probe)
+        if compiled is not None:
+            return compiled
+
+        def validated(rows: np.ndarray) -> np.ndarray:
+            with sklearn.config_context(assume_finite=True):
+                return self.estimator.predict_proba(rows)
+
+        return validated
+
     @property
     def version(self) -> str:
         return self.metadata["version"]
@@ -63,8 +83,7 @@ class LoadedModel:
     def predict(self, rows: np.ndarray) -> Prediction:
         """``rows`` as ``app.validation`` returns them: finite, so scikit-learn need not check them again."""
         started = time.perf_counter()
-        with sklearn.config_context(assume_finite=True):
-            probabilities = self.estimator.predict_proba(rows)
+        probabilities = self.proba(rows)
         elapsed = time.perf_counter() - started
         indices = probabilities.argmax(axis=1)
         bins = (self._edge_matrix <= rows[:, :, np.newaxis]).sum(axis=2)
@@ -95,4 +114,6 @@ def load(model_dir: Path) -> LoadedModel:
         ) from exc
     except Exception as exc:  # a corrupt artefact can fail in json, pickle or numpy
         raise ModelUnavailable(f"model artefact at {model_dir} is unreadable: {type(exc).__name__}: {exc}") from exc
-    return LoadedModel(estimator=estimator, metadata=metadata, bin_edges=bin_edges)
+    model = LoadedModel(estimator=estimator, metadata=metadata, bin_edges=bin_edges)
+    model.proba  # noqa: B018 - compiled and checked now (before the workers fork), not on a client's request
+    return model
