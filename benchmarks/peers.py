@@ -26,7 +26,8 @@ load to fall under 1.0; it prints the load before and after every run and the CP
 meanwhile. A run that started above 1.0 is flagged, and every goal line then reads "not measured": a ratio
 taken on a busy machine is not evidence. The per-round ratio spread says how much rounds disagreed.
 Goals: >= 1.10x KServe's req/s at 1 row and rows/s at 256 rows, and a p99 no higher than KServe's at both.
-`--variant` adds this project under other gunicorn settings, e.g. `--variant sync="--worker-class sync"`:
+`--variant` adds this project under other gunicorn settings, e.g. `--variant sync="--worker-class sync"`
+(leading `VAR=value` words set the server's environment: `--variant t1="WEB_CONCURRENCY=1 --threads 8"`):
 that is how the worker model was chosen (README, Benchmarks).
 """
 
@@ -144,8 +145,14 @@ def start_this(work: Path, model: Path, name: str = "this", gunicorn_args: str =
         MODEL_DIR=str(model),
         WEB_CONCURRENCY=str(WORKERS),
     )
-    if gunicorn_args:
-        env["GUNICORN_CMD_ARGS"] = gunicorn_args
+    # Leading VAR=value words are the server's environment (settings read by app/gunicorn.conf.py); the rest
+    # is GUNICORN_CMD_ARGS.
+    words = gunicorn_args.split()
+    while words and re.fullmatch(r"[A-Z][A-Z0-9_]*=\S*", words[0]):
+        var, _, value = words.pop(0).partition("=")
+        env[var] = value
+    if words:
+        env["GUNICORN_CMD_ARGS"] = " ".join(words)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     process = _spawn([gunicorn, "-c", "app/gunicorn.conf.py", "app.wsgi:app"], work / f"{name}.log", ROOT, env)
     return Peer(
@@ -576,11 +583,14 @@ def report(peers: list[Peer], sizes: list[int], runs: dict, guard: LoadGuard) ->
             this, them = median[("this", size)], median[(other, size)]
             # Each round ran both servers back to back: the spread of the per-round ratios says how far one
             # round's machine differed from another's.
-            ratios = [a["rps"] / b["rps"] for a, b in zip(runs[("this", size)], runs[(other, size)], strict=True)]
+            pairs = list(zip(runs[("this", size)], runs[(other, size)], strict=True))
+            ratios = [a["rps"] / b["rps"] for a, b in pairs]
+            cpu_ratios = [a["cpu_ms"] / b["cpu_ms"] for a, b in pairs]
             print(
                 f"this / {other} at {size:>3} rows: throughput {this['rps'] / them['rps']:.2f}x "
                 f"(per round {min(ratios):.2f}x to {max(ratios):.2f}x), "
-                f"server CPU per request {this['cpu_ms'] / them['cpu_ms']:.2f}x, "
+                f"server CPU per request {this['cpu_ms'] / them['cpu_ms']:.2f}x "
+                f"(per round {min(cpu_ratios):.2f}x to {max(cpu_ratios):.2f}x), "
                 f"p50 {this['p50_ms'] / them['p50_ms']:.2f}x, p99 {this['p99_ms'] / them['p99_ms']:.2f}x"
             )
     if "kserve" in names and {1, 256} <= set(sizes):
