@@ -43,7 +43,7 @@ CATEGORIES = [
     ("response: JSON encoding", r"app/json_provider\.py|orjson|jsonify|json/provider"),
     ("access log", r"gunicorn/glogging\.py|/logging/"),
     ("Flask and werkzeug (dispatch, context, request, response)", r"/flask/|/werkzeug/|app/(factory|routes)\.py"),
-    ("gunicorn HTTP: parse request, write response", r"gunicorn/http/"),
+    ("gunicorn HTTP: parse request, write response", r"gunicorn/http/|gunicorn/util\.py"),
     ("gunicorn worker: poller, keep-alive hand-off, threads", r"gunicorn/|selectors|concurrent/futures"),
 ]
 
