@@ -78,3 +78,13 @@ def test_served_model_answers_as_predict_proba(tmp_path) -> None:
     served = load(tmp_path)
     rows = np.ascontiguousarray(WINE, dtype=float)
     assert np.abs(served.predict(rows).probabilities - served.estimator.predict_proba(rows)).max() <= TOLERANCE
+
+
+def test_a_compiled_path_that_fails_is_not_used(monkeypatch) -> None:
+    import app.compiled_model
+
+    def broken(x):
+        raise IndexError("misread estimator")
+
+    monkeypatch.setattr(app.compiled_model, "compile_proba", lambda estimator: broken)
+    assert checked(train()[0], WINE[:10]) is None
