@@ -176,6 +176,8 @@ class Built:
     image_id: str
     seconds: float
     build_args: dict[str, str]
+    steps: int  # Dockerfile steps run, over all stages
+    cached_steps: int  # of which podman took the layer from its cache
 
 
 def image_id(tag: str) -> str | None:
@@ -205,7 +207,9 @@ def build(tag: str, log: Path, build_args: dict[str, str] | None = None, context
     assert built, f"podman build succeeded but {tag} is not in local storage"
     if previous and previous != built:
         subprocess.run(["podman", "rmi", previous], capture_output=True)
-    return Built(tag, built, seconds, build_args)
+    output = log.read_text(errors="replace")
+    steps = len(re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+:", output, re.MULTILINE))
+    return Built(tag, built, seconds, build_args, steps, output.count("--> Using cache"))
 
 
 def image_config(tag: str) -> dict[str, Any]:
@@ -239,6 +243,15 @@ class ContainerRun:
     drop_all_capabilities: bool
     no_new_privileges: bool
     tmpfs: list[Tmpfs] = field(default_factory=list)
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]
+
+
+def image_of(deployment: dict[str, Any]) -> str:
+    """The image the Deployment's first container runs (the tag a build must produce)."""
+    return pod_spec(deployment)["containers"][0]["image"]
 
 
 def quantity(text: str | int | float) -> float:

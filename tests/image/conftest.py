@@ -19,13 +19,14 @@ import pytest
 
 from app.model import METADATA_FILE
 from harness import image
+from harness.image import image_of, pod_spec
 from offcluster.manifests import CANARY, MANIFESTS, one, render
 from offcluster.pods import train_args
 from tests.availability import unavailable
+from tests.image.figures import SUMMARY, note
 
 STABLE = "wine-classifier"
 CANARY_DEPLOYMENT = "wine-classifier-canary"
-SUMMARY: list[str] = []
 
 
 def pytest_collection_modifyitems(items):
@@ -39,18 +40,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "the image, built and run (tests/image)")
         for line in SUMMARY:
             terminalreporter.write_line(line)
-
-
-def note(line: str) -> None:
-    SUMMARY.append(f"{line} (load average {Path('/proc/loadavg').read_text().split()[0]})")
-
-
-def pod_spec(deployment: dict) -> dict:
-    return deployment["spec"]["template"]["spec"]
-
-
-def image_of(deployment: dict) -> str:
-    return pod_spec(deployment)["containers"][0]["image"]
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +84,8 @@ def _build(deployment: dict, build_args: dict[str, str], workdir: Path) -> image
     tag = image_of(deployment)
     built = image.build(tag, workdir / f"build-{tag.replace(':', '_').replace('/', '_')}.log", build_args)
     args = " ".join(f"--build-arg {k}={shlex.quote(v)}" for k, v in build_args.items()) or "no build args"
-    note(f"built {tag} in {built.seconds:.1f} s ({args}), image {built.image_id[:12]}")
+    cached = f"{built.cached_steps} of {built.steps} steps from podman's layer cache"
+    note(f"built {tag} in {built.seconds:.1f} s ({args}; {cached}), image {built.image_id[:12]}")
     return built
 
 

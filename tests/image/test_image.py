@@ -4,6 +4,7 @@ Deployment's probes and Prometheus expect, and serve the model its training argu
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import requests
@@ -11,10 +12,11 @@ import requests
 from app.metrics import HTTP_REQUESTS_TOTAL, MODEL_PREDICTIONS_TOTAL
 from harness import image
 from harness.exposition import total
+from harness.image import pod_spec
 from harness.load import ROW
 from harness.processes import children
 from offcluster.pods import train_args
-from tests.image.conftest import note, pod_spec
+from tests.image.figures import note
 from tests.manifests.deploy_spec import SERVE_COMMAND
 
 
@@ -70,7 +72,8 @@ def test_it_serves_the_model_python_m_app_train_writes(stable, stable_image, tra
     args = image.build_arg_default("TRAIN_ARGS")
     expected = trained_version(args)
     served = requests.get(f"{stable.app}/model", timeout=5).json()["version"]
-    note(f"{stable_image.tag} serves model version {served}; `python -m app.train {' '.join(args)}` wrote {expected}")
+    command = shlex.join(["python", "-m", "app.train", *args])
+    note(f"{stable_image.tag} serves model version {served}; `{command}` wrote {expected}")
     assert served == expected
     assert requests.get(f"{stable.app}/readyz", timeout=5).json()["model_version"] == expected
 
