@@ -178,6 +178,7 @@ class Built:
     build_args: dict[str, str]
     steps: int  # Dockerfile steps run, over all stages
     cached_steps: int  # of which podman took the layer from its cache
+    warnings: list[str]  # the builder's own warnings, such as an instruction it drops
 
 
 def image_id(tag: str) -> str | None:
@@ -204,12 +205,14 @@ def build(tag: str, log: Path, build_args: dict[str, str] | None = None, context
     if result.returncode != 0:
         raise ImageError(f"{shlex.join(command)} failed:\n{log.read_text()[-4000:]}")
     built = image_id(tag)
-    assert built, f"podman build succeeded but {tag} is not in local storage"
+    if built is None:
+        raise ImageError(f"podman build succeeded but {tag} is not in local storage")
     if previous and previous != built:
         subprocess.run(["podman", "rmi", previous], capture_output=True)
     output = log.read_text(errors="replace")
     steps = len(re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+:", output, re.MULTILINE))
-    return Built(tag, built, seconds, build_args, steps, output.count("--> Using cache"))
+    warnings = [line for line in output.splitlines() if "level=warning" in line]
+    return Built(tag, built, seconds, build_args, steps, output.count("--> Using cache"), warnings)
 
 
 def image_config(tag: str) -> dict[str, Any]:
@@ -378,17 +381,21 @@ def run(tag: str, pod_spec: dict[str, Any], workdir: Path, timeout: float = 120.
     namespace is shared, so the app must not bind every address), and wait until /readyz answers 200."""
     rootfs = Path(podman("image", "mount", tag).strip())
     app_port, metrics_port = free_port(), free_port()
-    spec = container_run(
-        image_config(tag),
-        pod_spec,
-        rootfs,
-        HOST="127.0.0.1",
-        PORT=str(app_port),
-        METRICS_HOST="127.0.0.1",
-        METRICS_PORT=str(metrics_port),
-    )
-    if not spec.read_only_root:
-        raise ImageError("the pod spec leaves the root filesystem writable; an image mount here is read-only")
+    try:
+        spec = container_run(
+            image_config(tag),
+            pod_spec,
+            rootfs,
+            HOST="127.0.0.1",
+            PORT=str(app_port),
+            METRICS_HOST="127.0.0.1",
+            METRICS_PORT=str(metrics_port),
+        )
+        if not spec.read_only_root:
+            raise ImageError("the pod spec leaves the root filesystem writable; an image mount here is read-only")
+    except Exception:
+        podman("image", "unmount", tag)
+        raise
     spec_file = workdir / "container.json"
     spec_file.write_text(json.dumps({"image_root": str(rootfs), "root": str(workdir / "root"), **asdict(spec)}))
     (workdir / "root").mkdir(exist_ok=True)

@@ -31,6 +31,12 @@ def test_the_built_image_runs_the_serve_command_as_the_pods_user(stable_image, s
     assert config["User"].split(":")[0] == str(pod_spec(stable_deployment)["securityContext"]["runAsUser"])
 
 
+def test_the_builder_drops_nothing_the_dockerfile_says(stable_image, canary_image):
+    # podman and buildah write OCI images by default and drop what that format cannot hold (SHELL, HEALTHCHECK,
+    # ONBUILD) with a warning: the image would then run differently from what the Dockerfile reads as.
+    assert stable_image.warnings == [] and canary_image.warnings == []
+
+
 def test_it_runs_as_the_pods_uid_without_capabilities_on_a_read_only_root(stable, stable_deployment):
     security = pod_spec(stable_deployment)["securityContext"]
     processes = [stable.pid, *children(stable.pid)]
@@ -41,8 +47,9 @@ def test_it_runs_as_the_pods_uid_without_capabilities_on_a_read_only_root(stable
         assert status["Gid"].split() == [str(security["runAsGroup"])] * 4, status["Gid"]
         assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == int(status["CapBnd"], 16) == 0
         assert status["NoNewPrivs"] == "1"
-    root = next(line.split() for line in Path(f"/proc/{stable.pid}/mountinfo").read_text().splitlines())
-    assert root[4] == "/" and "ro" in root[5].split(","), root
+    mounts = [line.split() for line in Path(f"/proc/{stable.pid}/mountinfo").read_text().splitlines()]
+    root = [fields for fields in mounts if fields[4] == "/"]
+    assert root and "ro" in root[-1][5].split(","), root
     # Metrics went where the Deployment mounts the multiprocess volume, not anywhere else.
     multiproc = stable.spec.env["PROMETHEUS_MULTIPROC_DIR"]
     assert multiproc in {v.path for v in stable.spec.tmpfs}
