@@ -56,6 +56,19 @@ def test_it_runs_as_the_pods_uid_without_capabilities_on_a_read_only_root(stable
     assert list(Path(f"/proc/{stable.pid}/root{multiproc}").glob("*.db"))
 
 
+def test_every_probe_of_the_deployment_succeeds(stable, stable_deployment):
+    container = pod_spec(stable_deployment)["containers"][0]
+    # The ports as the container declares them, and where this run listens instead.
+    declared = {port["name"]: port["containerPort"] for port in container["ports"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    local = {int(env["PORT"]): stable.app, int(env["METRICS_PORT"]): stable.metrics.removesuffix("/metrics")}
+    probes = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    for kind, probe in probes.items():
+        port = declared.get(probe["port"], probe["port"])
+        answer = requests.get(f"{local[port]}{probe['path']}", timeout=5)
+        assert 200 <= answer.status_code < 400, f"{kind} {probe['path']} on {probe['port']}: {answer.status_code}"
+
+
 def test_it_is_ready_and_predicts(stable):
     ready = requests.get(f"{stable.app}/readyz", timeout=5)
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
@@ -85,15 +98,15 @@ def test_it_serves_the_model_python_m_app_train_writes(stable, stable_image, tra
     assert requests.get(f"{stable.app}/readyz", timeout=5).json()["model_version"] == expected
 
 
-def test_the_canary_image_serves_the_model_its_train_args_make(canary, canary_image, canary_deployment, stable):
+def test_the_canary_image_serves_the_model_its_train_args_make(
+    canary, canary_image, canary_deployment, stable, trained_version
+):
     args = list(train_args(canary_deployment))
     assert args, "the canary Deployment declares no training arguments"
+    expected = trained_version(args)
     served = requests.get(f"{canary.app}/model", timeout=5).json()["version"]
     stable_version = requests.get(f"{stable.app}/model", timeout=5).json()["version"]
-    note(f"{canary_image.tag} serves model version {served} (stable: {stable_version})")
+    command = shlex.join(["python", "-m", "app.train", *args])
+    note(f"{canary_image.tag} serves model version {served}; `{command}` wrote {expected} (stable: {stable_version})")
+    assert served == expected
     assert served != stable_version
-
-
-def test_the_canary_version_is_what_its_train_args_write(canary, canary_deployment, trained_version):
-    expected = trained_version(list(train_args(canary_deployment)))
-    assert requests.get(f"{canary.app}/model", timeout=5).json()["version"] == expected
