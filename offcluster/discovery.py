@@ -114,7 +114,9 @@ def prometheus_selects(prometheus: Obj, obj: Obj, ns_labels: Labels) -> tuple[Ve
             ok,
             f"{who} has no spec.{kind}NamespaceSelector: it searches its own namespace {own} only"
             + ("" if ok else f", not {namespace}"),
-            "" if ok else f"set spec.{kind}NamespaceSelector: {{}} on the Prometheus (chart value "
+            ""
+            if ok
+            else f"set spec.{kind}NamespaceSelector: {{}} on the Prometheus (chart value "
             f"prometheus.prometheusSpec.{kind}NamespaceSelector) or create {ref(obj)} in {own}",
         )
     elif selector_matches(ns_selector, ns_labels):
@@ -193,8 +195,15 @@ def pod_views(objects: Iterable[Obj], live: bool) -> list[PodView]:
         if kind == "Pod":
             if live and (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
-            views.append(PodView(ref(obj), namespace, dict(meta.get("labels") or {}), obj.get("spec") or {},
-                                 pod_ready(obj) if live else None))  # fmt: skip
+            views.append(
+                PodView(
+                    ref(obj),
+                    namespace,
+                    dict(meta.get("labels") or {}),
+                    obj.get("spec") or {},
+                    pod_ready(obj) if live else None,
+                )
+            )
         elif kind in WORKLOAD_TEMPLATE and not live:
             template: Any = obj
             for key in WORKLOAD_TEMPLATE[kind]:
@@ -229,18 +238,26 @@ def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> Verdict:
     labels = configmap["metadata"].get("labels") or {}
     shown = f"{label}={wanted}" if wanted not in (None, "") else str(label)
     if label not in labels:
-        return Verdict(False, f"{ref(configmap)} lacks the label {label} the Grafana sidecar selects on",
-                       f"add the label {shown} to {ref(configmap)}")  # fmt: skip
+        return Verdict(
+            False,
+            f"{ref(configmap)} lacks the label {label} the Grafana sidecar selects on",
+            f"add the label {shown} to {ref(configmap)}",
+        )
     # An empty label value means "any value" (LABEL_VALUE unset in k8s-sidecar).
     if wanted not in (None, "") and labels[label] != str(wanted):
-        return Verdict(False, f"{ref(configmap)} has {label}={labels[label]}, the Grafana sidecar wants {wanted}",
-                       f"set the label {shown} on {ref(configmap)}")  # fmt: skip
+        return Verdict(
+            False,
+            f"{ref(configmap)} has {label}={labels[label]}, the Grafana sidecar wants {wanted}",
+            f"set the label {shown} on {ref(configmap)}",
+        )
     namespace = configmap["metadata"].get("namespace", "default")
     names = sidecar.get("namespaces")
     if names is not None and "ALL" not in names and namespace not in names:
-        return Verdict(False, f"the Grafana sidecar searches {', '.join(names)}, not {namespace}",
-                       f"add {namespace} to the chart value grafana.sidecar.dashboards.searchNamespace "
-                       "(or ALL)")  # fmt: skip
+        return Verdict(
+            False,
+            f"the Grafana sidecar searches {', '.join(names)}, not {namespace}",
+            f"add {namespace} to the chart value grafana.sidecar.dashboards.searchNamespace (or ALL)",
+        )
     where = "every namespace" if names is None or "ALL" in names else ", ".join(names)
     return Verdict(True, f"{ref(configmap)} carries {label}={labels[label]}; the sidecar wants {shown} in {where}")
 

@@ -116,8 +116,10 @@ def _selection(report: Report, cluster: Cluster, obj: Obj, prefix: str) -> list[
     """Two hops: a Prometheus selects `obj` by labels, and searches its namespace. Returns the Prometheus
     objects that load it (all of them when none does, so later hops still have a Prometheus to check)."""
     if not cluster.prometheuses:
-        report.add(f"{prefix}-selector", Verdict(False, "no Prometheus object found",
-                                                 "install kube-prometheus-stack (helmfile sync)"))  # fmt: skip
+        report.add(
+            f"{prefix}-selector",
+            Verdict(False, "no Prometheus object found", "install kube-prometheus-stack (helmfile sync)"),
+        )
         return []
     ns_labels = cluster.ns_labels(obj["metadata"].get("namespace", "default"))
     verdicts = [(p, *d.prometheus_selects(p, obj, ns_labels)) for p in cluster.prometheuses]
@@ -137,7 +139,7 @@ def walk_service_monitor(cluster: Cluster, monitor: Obj) -> list[Report]:
     if not endpoints:
         report = Report(f"{ref(monitor)}")
         report.add("endpoint", Verdict(False, f"{ref(monitor)} has no spec.endpoints",
-                                       "add an endpoint naming the Service's metrics port")) # fmt: skip
+                                       "add an endpoint naming the Service's metrics port"))  # fmt: skip
         return [report]
     return [_walk_endpoint(cluster, monitor, i, e) for i, e in enumerate(endpoints)]
 
@@ -152,39 +154,66 @@ def _walk_endpoint(cluster: Cluster, monitor: Obj, index: int, endpoint: Obj) ->
     namespaces = d.monitor_namespaces(monitor)
     where = "every namespace" if namespaces is None else "namespace " + ", ".join(namespaces)
     in_ns = [s for s in cluster.of_kind("Service") if d.in_namespaces(s, namespaces)]
-    services = [s for s in in_ns if selector is not None and selector_matches(selector, s["metadata"].get("labels") or {})]
+    services = [
+        s for s in in_ns if selector is not None and selector_matches(selector, s["metadata"].get("labels") or {})
+    ]
     if not services:
         near = ", ".join(f"{ref(s)} ({show_labels(s['metadata'].get('labels') or {})})" for s in in_ns) or "none"
-        report.add("service", Verdict(
-            False,
-            f"spec.selector {show_selector(selector)} in {where} matches no Service (Services there: {near})",
-            f"make spec.selector of {ref(monitor)} match the Service's metadata.labels (not its spec.selector), "
-            "and spec.namespaceSelector.matchNames name the Service's namespace",
-        ))  # fmt: skip
+        report.add(
+            "service",
+            Verdict(
+                False,
+                f"spec.selector {show_selector(selector)} in {where} matches no Service (Services there: {near})",
+                f"make spec.selector of {ref(monitor)} match the Service's metadata.labels (not its spec.selector), "
+                "and spec.namespaceSelector.matchNames name the Service's namespace",
+            ),
+        )
         return report
-    report.add("service", Verdict(True, f"spec.selector {show_selector(selector)} in {where} matches "
-                                        + ", ".join(ref(s) for s in services)))  # fmt: skip
+    report.add(
+        "service",
+        Verdict(
+            True, f"spec.selector {show_selector(selector)} in {where} matches " + ", ".join(ref(s) for s in services)
+        ),
+    )
 
     # The endpoint names a port of the Service: `port` a Service port's name, `targetPort` its targetPort.
     ports: list[tuple[Obj, Obj]] = []
     for service in services:
         for port in (service.get("spec") or {}).get("ports") or []:
-            if "port" in endpoint and port.get("name") == endpoint["port"]:
-                ports.append((service, port))
-            elif "port" not in endpoint and "targetPort" in endpoint and _target(port) == endpoint["targetPort"]:
+            by_name = "port" in endpoint and port.get("name") == endpoint["port"]
+            by_target = "port" not in endpoint and "targetPort" in endpoint and _target(port) == endpoint["targetPort"]
+            if by_name or by_target:
                 ports.append((service, port))
     if not ports:
-        have = ", ".join(f"{p.get('name') or '<unnamed>'}→{_target(p)}" for s in services for p in s["spec"].get("ports") or [])
+        have = ", ".join(
+            f"{p.get('name') or '<unnamed>'}→{_target(p)}" for s in services for p in s["spec"].get("ports") or []
+        )
         field_name = "port" if "port" in endpoint else "targetPort" if "targetPort" in endpoint else None
-        fix = (f"set endpoints[{index}].port to the name of the Service's metrics port (ports: {have})"
-               if field_name else f"give endpoints[{index}] a port: the name of the Service's metrics port")  # fmt: skip
+        fix = (
+            f"set endpoints[{index}].port to the name of the Service's metrics port (ports: {have})"
+            if field_name
+            else f"give endpoints[{index}] a port: the name of the Service's metrics port"
+        )
         if field_name == "port" and not all(p.get("name") for s in services for p in s["spec"].get("ports") or []):
             fix = f"name the Service port ({have}) and use that name in endpoints[{index}].port"
-        report.add("port", Verdict(False, f"endpoints[{index}].{field_name or 'port'} {named!r} names no port of "
-                                          f"{', '.join(ref(s) for s in services)} (ports: {have})", fix))  # fmt: skip
+        report.add(
+            "port",
+            Verdict(
+                False,
+                f"endpoints[{index}].{field_name or 'port'} {named!r} names no port of "
+                f"{', '.join(ref(s) for s in services)} (ports: {have})",
+                fix,
+            ),
+        )
         return report
-    report.add("port", Verdict(True, f"endpoints[{index}] {named!r} is " + ", ".join(
-        f"{ref(s)} port {p.get('name')} ({p.get('port')}→{_target(p)})" for s, p in ports)))  # fmt: skip
+    report.add(
+        "port",
+        Verdict(
+            True,
+            f"endpoints[{index}] {named!r} is "
+            + ", ".join(f"{ref(s)} port {p.get('name')} ({p.get('port')}→{_target(p)})" for s, p in ports),
+        ),
+    )
 
     # The Service's selector matches pods (offline: a workload's pod template; live: Pods).
     chains: list[tuple[Obj, Obj, PodView]] = []
@@ -199,15 +228,24 @@ def _walk_endpoint(cluster: Cluster, monitor: Obj, index: int, endpoint: Obj) ->
         near = [p for p in cluster.pods if p.namespace == service["metadata"].get("namespace", "default")]
         seen = "; ".join(f"{p.source}: {show_labels(p.labels)}" for p in near[:3]) or "no pods in its namespace"
         what = "Pod" if cluster.live else "workload's pod template"
-        report.add("pods", Verdict(
-            False,
-            f"{ref(service)} spec.selector {show_labels(chosen or {}) if chosen else '<empty>'} matches no "
-            f"{what} ({seen})",
-            f"make spec.selector of {ref(service)} a subset of the pod template's metadata.labels",
-        ))  # fmt: skip
+        report.add(
+            "pods",
+            Verdict(
+                False,
+                f"{ref(service)} spec.selector {show_labels(chosen or {}) if chosen else '<empty>'} matches no "
+                f"{what} ({seen})",
+                f"make spec.selector of {ref(service)} a subset of the pod template's metadata.labels",
+            ),
+        )
         return report
-    report.add("pods", Verdict(True, f"{ref(chains[0][0])} spec.selector {show_labels(chains[0][0]['spec']['selector'])} "
-                                     "matches " + _views(c[2] for c in chains)))  # fmt: skip
+    report.add(
+        "pods",
+        Verdict(
+            True,
+            f"{ref(chains[0][0])} spec.selector {show_labels(chains[0][0]['spec']['selector'])} "
+            "matches " + _views(c[2] for c in chains),
+        ),
+    )
 
     # The Service port's targetPort is a container port of those pods.
     reached: list[tuple[Obj, Obj, PodView, Obj, Obj]] = []
@@ -220,18 +258,33 @@ def _walk_endpoint(cluster: Cluster, monitor: Obj, index: int, endpoint: Obj) ->
             missing.append((port, pod))
     if not reached:
         port, pod = missing[0]
-        declared = ", ".join(f"{p.get('name') or '<unnamed>'}={p.get('containerPort')}"
-                             for c in pod.containers for p in c.get("ports") or []) or "none"  # fmt: skip
-        report.add("target-port", Verdict(
-            False,
-            f"targetPort {_target(port)!r} of port {port.get('name')} is no container port of {pod.source} "
-            f"(container ports: {declared})",
-            f"set targetPort of the Service port {port.get('name')} to the name of the container port that "
-            "serves /metrics",
-        ))  # fmt: skip
+        declared = (
+            ", ".join(
+                f"{p.get('name') or '<unnamed>'}={p.get('containerPort')}"
+                for c in pod.containers
+                for p in c.get("ports") or []
+            )
+            or "none"
+        )
+        report.add(
+            "target-port",
+            Verdict(
+                False,
+                f"targetPort {_target(port)!r} of port {port.get('name')} is no container port of {pod.source} "
+                f"(container ports: {declared})",
+                f"set targetPort of the Service port {port.get('name')} to the name of the container port that "
+                "serves /metrics",
+            ),
+        )
         return report
-    report.add("target-port", Verdict(True, f"targetPort {_target(reached[0][1])!r} is container {reached[0][3]['name']} "
-                                            f"port {_show_port(reached[0][4])} in " + _views(r[2] for r in reached)))  # fmt: skip
+    report.add(
+        "target-port",
+        Verdict(
+            True,
+            f"targetPort {_target(reached[0][1])!r} is container {reached[0][3]['name']} "
+            f"port {_show_port(reached[0][4])} in " + _views(r[2] for r in reached),
+        ),
+    )
 
     _readiness(report, cluster, reached)
     if cluster.live:
@@ -249,26 +302,49 @@ def walk_pod_monitor(cluster: Cluster, monitor: Obj) -> list[Report]:
         prometheuses = _selection(report, cluster, monitor, "prometheus")
         selector = (monitor.get("spec") or {}).get("selector")
         namespaces = d.monitor_namespaces(monitor)
-        pods = [p for p in cluster.pods if (namespaces is None or p.namespace in namespaces)
-                and selector is not None and selector_matches(selector, p.labels)]  # fmt: skip
+        pods = [
+            p
+            for p in cluster.pods
+            if (namespaces is None or p.namespace in namespaces)
+            and selector is not None
+            and selector_matches(selector, p.labels)
+        ]
         where = "every namespace" if namespaces is None else "namespace " + ", ".join(namespaces)
-        if not report.add("pods", Verdict(
-            bool(pods),
-            f"spec.selector {show_selector(selector)} in {where} matches " + (_views(pods) if pods else "no pods"),
-            "" if pods else f"make spec.selector of {ref(monitor)} match the pod template's metadata.labels",
-        )):  # fmt: skip
+        if not report.add(
+            "pods",
+            Verdict(
+                bool(pods),
+                f"spec.selector {show_selector(selector)} in {where} matches " + (_views(pods) if pods else "no pods"),
+                "" if pods else f"make spec.selector of {ref(monitor)} match the pod template's metadata.labels",
+            ),
+        ):
             continue
         if named is None:
-            report.add("port", Verdict(False, f"podMetricsEndpoints[{index}] names no port",
-                                       f"set podMetricsEndpoints[{index}].port to the container port's name"))  # fmt: skip
+            report.add(
+                "port",
+                Verdict(
+                    False,
+                    f"podMetricsEndpoints[{index}] names no port",
+                    f"set podMetricsEndpoints[{index}].port to the container port's name",
+                ),
+            )
             continue
         found = [(p, *hit) for p in pods if (hit := d.container_port(p, named))]
-        if not report.add("port", Verdict(
-            bool(found),
-            f"podMetricsEndpoints[{index}] {named!r} is " + (f"container {found[0][1]['name']} port "
-            f"{_show_port(found[0][2])}" if found else "no container port of " + _views(pods)),
-            "" if found else f"set podMetricsEndpoints[{index}].port to the name of the container port serving /metrics",
-        )):  # fmt: skip
+        if not report.add(
+            "port",
+            Verdict(
+                bool(found),
+                f"podMetricsEndpoints[{index}] {named!r} is "
+                + (
+                    f"container {found[0][1]['name']} port {_show_port(found[0][2])}"
+                    if found
+                    else "no container port of " + _views(pods)
+                ),
+                ""
+                if found
+                else f"set podMetricsEndpoints[{index}].port to the name of the container port serving /metrics",
+            ),
+        ):
             continue
         _network_policy(report, cluster, prometheuses, [(p, cport) for p, _, cport in found])
     return reports
@@ -283,8 +359,12 @@ def walk_rule(cluster: Cluster, rule: Obj) -> Report:
 def walk_dashboard(cluster: Cluster, configmap: Obj) -> Report:
     report = Report(f"{ref(configmap)} (Grafana dashboard)")
     if cluster.sidecar is None:
-        report.add("sidecar", Verdict(False, "no Grafana dashboard sidecar found",
-                                      "enable grafana.sidecar.dashboards in the chart values"))  # fmt: skip
+        report.add(
+            "sidecar",
+            Verdict(
+                False, "no Grafana dashboard sidecar found", "enable grafana.sidecar.dashboards in the chart values"
+            ),
+        )
     else:
         report.add("sidecar", d.sidecar_sees(cluster.sidecar, configmap))
     return report
@@ -295,28 +375,43 @@ def _readiness(report: Report, cluster: Cluster, reached: list[tuple[Obj, Obj, P
     probed = [(pod, c) for _, _, pod, c, _ in reached if c.get("readinessProbe")]
     if not probed:
         pod, container = reached[0][2], reached[0][3]
-        report.add("readiness-probe", Verdict(
-            False,
-            f"container {container['name']} of {pod.source} has no readinessProbe: the pod joins the "
-            "Endpoints before it can answer, and a wedged one never leaves them",
-            f"add a readinessProbe to container {container['name']} (an HTTP GET the app answers once it can serve)",
-        ))  # fmt: skip
+        report.add(
+            "readiness-probe",
+            Verdict(
+                False,
+                f"container {container['name']} of {pod.source} has no readinessProbe: the pod joins the "
+                "Endpoints before it can answer, and a wedged one never leaves them",
+                f"add a readinessProbe to container {container['name']} (an HTTP GET answered once it can serve)",
+            ),
+        )
         return
     container = probed[0][1]
     probe = container["readinessProbe"]
-    how = (f"httpGet {probe['httpGet'].get('path', '/')} on {probe['httpGet'].get('port')}" if "httpGet" in probe
-           else ", ".join(k for k in ("tcpSocket", "exec", "grpc") if k in probe) or "a probe")  # fmt: skip
+    how = (
+        f"httpGet {probe['httpGet'].get('path', '/')} on {probe['httpGet'].get('port')}"
+        if "httpGet" in probe
+        else ", ".join(k for k in ("tcpSocket", "exec", "grpc") if k in probe) or "a probe"
+    )
     report.add("readiness-probe", Verdict(True, f"container {container['name']} has a readinessProbe ({how})"))
     if cluster.live:
         pods = {pod.source: pod for _, _, pod, _, _ in reached}
         ready = [p for p in pods.values() if p.ready]
-        report.add("pods-ready", Verdict(
-            bool(ready),
-            f"{len(ready)}/{len(pods)} pods ready" + ("" if len(ready) == len(pods) else ": not ready " +
-                                                     ", ".join(s for s, p in pods.items() if not p.ready)),
-            "" if ready else "see why with `kubectl describe pod` (Events, Conditions) and the readiness probe's "
-            "endpoint in the container's logs",
-        ))  # fmt: skip
+        report.add(
+            "pods-ready",
+            Verdict(
+                bool(ready),
+                f"{len(ready)}/{len(pods)} pods ready"
+                + (
+                    ""
+                    if len(ready) == len(pods)
+                    else ": not ready " + ", ".join(s for s, p in pods.items() if not p.ready)
+                ),
+                ""
+                if ready
+                else "see why with `kubectl describe pod` (Events, Conditions) and the readiness probe's "
+                "endpoint in the container's logs",
+            ),
+        )
 
 
 def _live_endpoints(report: Report, cluster: Cluster, ports: list[tuple[Obj, Obj]]) -> None:
@@ -335,19 +430,29 @@ def _live_endpoints(report: Report, cluster: Cluster, ports: list[tuple[Obj, Obj
             found += sum(1 for e in eps.get("endpoints") or [] if (e.get("conditions") or {}).get("ready") is not False)
     service = ports[0][0]
     if found:
-        report.add("endpointslice", Verdict(True, f"{', '.join(slices_seen)}: {found} ready endpoint(s) on port "
-                                                  f"{ports[0][1].get('name')}"))  # fmt: skip
+        report.add(
+            "endpointslice",
+            Verdict(True, f"{', '.join(slices_seen)}: {found} ready endpoint(s) on port {ports[0][1].get('name')}"),
+        )
         return
-    report.add("endpointslice", Verdict(
-        False,
-        (f"{', '.join(slices_seen)} list no ready endpoint on port {ports[0][1].get('name')}" if slices_seen
-         else f"no EndpointSlice has {SERVICE_NAME_LABEL}={service['metadata']['name']}"),
-        f"check `kubectl -n {service['metadata'].get('namespace')} get endpointslices -l "
-        f"{SERVICE_NAME_LABEL}={service['metadata']['name']} -o yaml` and the pods' readiness",
-    ))  # fmt: skip
+    report.add(
+        "endpointslice",
+        Verdict(
+            False,
+            (
+                f"{', '.join(slices_seen)} list no ready endpoint on port {ports[0][1].get('name')}"
+                if slices_seen
+                else f"no EndpointSlice has {SERVICE_NAME_LABEL}={service['metadata']['name']}"
+            ),
+            f"check `kubectl -n {service['metadata'].get('namespace')} get endpointslices -l "
+            f"{SERVICE_NAME_LABEL}={service['metadata']['name']} -o yaml` and the pods' readiness",
+        ),
+    )
 
 
-def _network_policy(report: Report, cluster: Cluster, prometheuses: list[Obj], targets: list[tuple[PodView, Obj]]) -> None:
+def _network_policy(
+    report: Report, cluster: Cluster, prometheuses: list[Obj], targets: list[tuple[PodView, Obj]]
+) -> None:
     if not prometheuses:
         return
     blocked: list[tuple[PodView, Obj, Obj]] = []
@@ -356,32 +461,51 @@ def _network_policy(report: Report, cluster: Cluster, prometheuses: list[Obj], t
         for prometheus in prometheuses:
             src_ns = prometheus["metadata"].get("namespace", "default")
             allowed = d.ingress_allowed(
-                cluster.policies, pod.namespace, pod.labels, cport.get("containerPort"), cport.get("name"),
-                src_ns, cluster.ns_labels(src_ns), cluster.prometheus_pod_labels(prometheus),
+                cluster.policies,
+                pod.namespace,
+                pod.labels,
+                cport.get("containerPort"),
+                cport.get("name"),
+                src_ns,
+                cluster.ns_labels(src_ns),
+                cluster.prometheus_pod_labels(prometheus),
                 cport.get("protocol", "TCP"),
-            )  # fmt: skip
+            )
             (admitted if allowed else blocked).append((pod, cport, prometheus))
     if admitted:
         pod, cport, prometheus = admitted[0]
         policies = d.isolating_policies(cluster.policies, pod.namespace, pod.labels)
-        why = (f"{', '.join(ref(p) for p in policies)} admit{'s' if len(policies) == 1 else ''}" if policies
-               else "no NetworkPolicy selects the pods, so it admits")  # fmt: skip
-        report.add("network-policy", Verdict(True, f"{why} {ref(prometheus)} pods (namespace "
-                                                   f"{prometheus['metadata'].get('namespace')}) on port {_show_port(cport)}"))  # fmt: skip
+        why = (
+            f"{', '.join(ref(p) for p in policies)} admit{'s' if len(policies) == 1 else ''}"
+            if policies
+            else "no NetworkPolicy selects the pods, so it admits"
+        )
+        report.add(
+            "network-policy",
+            Verdict(
+                True,
+                f"{why} {ref(prometheus)} pods (namespace "
+                f"{prometheus['metadata'].get('namespace')}) on port {_show_port(cport)}",
+            ),
+        )
         return
     pod, cport, prometheus = blocked[0]
     src_ns = prometheus["metadata"].get("namespace", "default")
     labels = cluster.prometheus_pod_labels(prometheus)
     policies = d.isolating_policies(cluster.policies, pod.namespace, pod.labels)
-    report.add("network-policy", Verdict(
-        False,
-        f"{', '.join(ref(p) for p in policies)} select {pod.source} and admit no pod of {ref(prometheus)} "
-        f"(namespace {src_ns}, labels app.kubernetes.io/name={labels.get('app.kubernetes.io/name')},"
-        f"operator.prometheus.io/name={labels.get('operator.prometheus.io/name')}) on port {_show_port(cport)}",
-        f"add an ingress rule to {ref(policies[0])} from namespaceSelector "
-        f"{d.NAMESPACE_NAME_LABEL}={src_ns} with podSelector app.kubernetes.io/name=prometheus,"
-        f"operator.prometheus.io/name={prometheus['metadata']['name']} on port {cport.get('name') or cport.get('containerPort')}",
-    ))  # fmt: skip
+    report.add(
+        "network-policy",
+        Verdict(
+            False,
+            f"{', '.join(ref(p) for p in policies)} select {pod.source} and admit no pod of {ref(prometheus)} "
+            f"(namespace {src_ns}, labels app.kubernetes.io/name={labels.get('app.kubernetes.io/name')},"
+            f"operator.prometheus.io/name={labels.get('operator.prometheus.io/name')}) on port {_show_port(cport)}",
+            f"add an ingress rule to {ref(policies[0])} from namespaceSelector "
+            f"{d.NAMESPACE_NAME_LABEL}={src_ns} with podSelector app.kubernetes.io/name=prometheus,"
+            f"operator.prometheus.io/name={prometheus['metadata']['name']} on port "
+            f"{cport.get('name') or cport.get('containerPort')}",
+        ),
+    )
 
 
 def _target(port: Obj) -> int | str:
@@ -427,8 +551,10 @@ def format_reports(cluster: Cluster, reports: list[Report]) -> str:
     lines = [f"doctor: {cluster.origin}"]
     for prometheus in cluster.prometheuses:
         spec = prometheus.get("spec") or {}
-        lines.append(f"  {ref(prometheus)}: serviceMonitorSelector {show_selector(spec.get('serviceMonitorSelector'))}, "
-                     f"ruleSelector {show_selector(spec.get('ruleSelector'))}")  # fmt: skip
+        lines.append(
+            f"  {ref(prometheus)}: serviceMonitorSelector {show_selector(spec.get('serviceMonitorSelector'))}, "
+            f"ruleSelector {show_selector(spec.get('ruleSelector'))}"
+        )
     for report in reports:
         lines.append(report.subject)
         lines.extend(h.line() for h in report.hops)
@@ -439,8 +565,10 @@ def format_reports(cluster: Cluster, reports: list[Report]) -> str:
     elif broken:
         lines.append(f"result: BROKEN, {len(broken)} of {len(reports)} checked objects have a broken hop")
     else:
-        lines.append(f"result: ok, {len(monitors)} endpoint(s) reach a pod port, {len(reports) - len(monitors)} "
-                     "rule/dashboard object(s) picked up")  # fmt: skip
+        lines.append(
+            f"result: ok, {len(monitors)} endpoint(s) reach a pod port, {len(reports) - len(monitors)} "
+            "rule/dashboard object(s) picked up"
+        )
     return "\n".join(lines)
 
 
@@ -531,18 +659,17 @@ def live_cluster(from_json: Path | None) -> Cluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m offcluster doctor", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m offcluster doctor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("directory", nargs="?", default=str(MANIFESTS), help="a kustomization (default manifests)")
     parser.add_argument("--live", action="store_true", help="walk the cluster kubectl points at")
     parser.add_argument("--from-json", type=Path, metavar="FILE", help="a saved `kubectl get ... -A -o json`")
     parser.add_argument("-n", "--namespace", help="only the objects of this namespace")
     args = parser.parse_args(argv)
     try:
-        if args.live or args.from_json:
-            cluster = live_cluster(args.from_json)
-        else:
-            cluster = offline_cluster(Path(args.directory))
+        live = args.live or args.from_json is not None
+        cluster = live_cluster(args.from_json) if live else offline_cluster(Path(args.directory))
         reports = diagnose(cluster, args.namespace)
     except InputError as exc:
         print(f"doctor: {exc}", file=sys.stderr)
