@@ -13,26 +13,16 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from offcluster import discovery
+
+# Re-exported for the tests: the hop rules live in offcluster.discovery, which the doctor runs.
+from offcluster.discovery import NAMESPACE_NAME_LABEL as NAMESPACE_NAME_LABEL
+from offcluster.discovery import ingress_allowed as ingress_allowed
+from offcluster.discovery import namespace_labels as namespace_labels
 from offcluster.helm import CHART
-from offcluster.kube import Labels, selector_matches
+from offcluster.kube import Labels
 
 Obj = dict[str, Any]
-
-# The label the API server puts on every Namespace (1.21+): what namespaceSelectors usually match on.
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-
-
-# ---- namespaces -------------------------------------------------------------------------------------------
-
-
-def namespace_labels(namespace: str, objects: Iterable[Obj] = ()) -> dict[str, str]:
-    """The labels a namespace has on a cluster: those in its manifest plus the API server's name label."""
-    labels: dict[str, str] = {}
-    for obj in objects:
-        if obj.get("kind") == "Namespace" and obj["metadata"]["name"] == namespace:
-            labels.update(obj["metadata"].get("labels") or {})
-    labels[NAMESPACE_NAME_LABEL] = namespace
-    return labels
 
 
 # ---- Helm values ------------------------------------------------------------------------------------------
@@ -144,16 +134,21 @@ def chart_namespace_selector(spec: Mapping[str, Any], kind: str) -> Mapping[str,
 def prometheus_selects(
     obj: Obj, spec: Mapping[str, Any], kind: str, release: str, ns_labels: Labels
 ) -> tuple[bool, str]:
-    """Whether the chart's Prometheus picks up `obj` (a ServiceMonitor, PodMonitor or PrometheusRule)."""
+    """Whether the chart's Prometheus, built from the merged `prometheus.prometheusSpec` values, picks up `obj`
+    (a ServiceMonitor, PodMonitor or PrometheusRule): the doctor's rule (offcluster.discovery) on that object."""
     selector = chart_object_selector(spec, kind, release)
-    labels = obj["metadata"].get("labels") or {}
-    if isinstance(selector, Absent):
-        return False, f"the chart renders no {kind}Selector: Prometheus loads no {kind} at all"
-    if not selector_matches(selector, labels):
-        return False, f"{kind}Selector {selector} does not match the labels {labels}"
-    ns_selector = chart_namespace_selector(spec, kind)
-    if not selector_matches(ns_selector, ns_labels):
-        return False, f"{kind}NamespaceSelector {ns_selector} does not match the namespace labels {ns_labels}"
+    prometheus = {
+        "kind": "Prometheus",
+        "metadata": {"name": f"{release}-prometheus", "namespace": "<release namespace>"},
+        "spec": {
+            f"{kind}Selector": None if isinstance(selector, Absent) else selector,
+            f"{kind}NamespaceSelector": chart_namespace_selector(spec, kind),
+        },
+    }
+    kinds = {v: k for k, v in discovery.SELECTOR_OF.items()}
+    for verdict in discovery.prometheus_selects(prometheus, {**obj, "kind": kinds[kind]}, ns_labels):
+        if not verdict.ok:
+            return False, verdict.why
     return True, "selected"
 
 
@@ -166,14 +161,6 @@ def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj, grafana_namespace: 
         return False, "the dashboard sidecar is disabled"
     if sidecar.get("resource", "both") not in ("both", "configmap"):
         return False, f"the sidecar watches {sidecar['resource']}, not ConfigMaps"
-    label, wanted = sidecar.get("label"), sidecar.get("labelValue")
-    labels = configmap["metadata"].get("labels") or {}
-    if label not in labels:
-        return False, f"the ConfigMap lacks the label {label!r} the sidecar selects on"
-    # An empty labelValue means "any value" (LABEL_VALUE unset in k8s-sidecar).
-    if wanted not in (None, "") and labels[label] != str(wanted):
-        return False, f"label {label}={labels[label]!r}, the sidecar wants {wanted!r}"
-    namespace = configmap["metadata"].get("namespace")
     searched = sidecar.get("searchNamespace")
     if searched is None:
         names = [grafana_namespace]
@@ -181,71 +168,9 @@ def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj, grafana_namespace: 
         names = [str(n) for n in searched]
     else:
         names = [n.strip() for n in str(searched).split(",")]
-    if "ALL" not in names and namespace not in names:
-        return False, f"the sidecar searches {names}, not {namespace!r}"
-    return True, "seen"
-
-
-# ---- NetworkPolicy ----------------------------------------------------------------------------------------
-
-
-def _port_matches(rule_ports: list[Obj] | None, port: int, port_name: str | None, protocol: str) -> bool:
-    if not rule_ports:
-        return True
-    for p in rule_ports:
-        if p.get("protocol", "TCP") != protocol:
-            continue
-        wanted = p.get("port")
-        if wanted is None or wanted == port or (port_name is not None and wanted == port_name):
-            return True
-        if isinstance(wanted, int) and p.get("endPort") and wanted <= port <= p["endPort"]:
-            return True
-    return False
-
-
-def _peer_matches(peer: Obj, policy_ns: str, src_ns: str, src_ns_labels: Labels, src_labels: Labels) -> bool:
-    if "ipBlock" in peer:
-        return False  # pod IPs are not known offline; an ipBlock is never how in-cluster peers should match
-    ns_selector, pod_selector = peer.get("namespaceSelector"), peer.get("podSelector")
-    if ns_selector is None and src_ns != policy_ns:
-        return False
-    if ns_selector is not None and not selector_matches(ns_selector, src_ns_labels):
-        return False
-    return pod_selector is None or selector_matches(pod_selector, src_labels)
-
-
-def ingress_allowed(
-    policies: Iterable[Obj],
-    pod_ns: str,
-    pod_labels: Labels,
-    port: int,
-    port_name: str | None,
-    src_ns: str,
-    src_ns_labels: Labels,
-    src_labels: Labels,
-    protocol: str = "TCP",
-) -> bool:
-    """Whether a connection from a pod (src) to `port` of a pod (pod_ns, pod_labels) is allowed.
-
-    NetworkPolicies are additive allow-lists: a pod selected by no Ingress policy accepts everything; once
-    one selects it, a connection needs one rule (any policy) whose peers and ports both match.
-    """
-    isolating = [
-        p
-        for p in policies
-        if p["metadata"].get("namespace") == pod_ns
-        and selector_matches(p["spec"].get("podSelector", {}), pod_labels)
-        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
-    ]
-    if not isolating:
-        return True
-    for policy in isolating:
-        for rule in policy["spec"].get("ingress") or []:
-            peers = rule.get("from")
-            peer_ok = not peers or any(_peer_matches(peer, pod_ns, src_ns, src_ns_labels, src_labels) for peer in peers)
-            if peer_ok and _port_matches(rule.get("ports"), port, port_name, protocol):
-                return True
-    return False
+    selection = {"label": sidecar.get("label"), "label_value": sidecar.get("labelValue"), "namespaces": names}
+    verdict = discovery.sidecar_sees(selection, configmap)
+    return verdict.ok, verdict.why if not verdict.ok else "seen"
 
 
 # ---- CRD schemas ------------------------------------------------------------------------------------------
