@@ -127,11 +127,17 @@ def prometheus_selects(prometheus: Obj, obj: Obj, ns_labels: Labels) -> tuple[Ve
         by_namespace = Verdict(
             False,
             f"{who} spec.{kind}NamespaceSelector {show_selector(ns_selector)} does not match namespace "
-            f"{namespace} (labels {show_labels(ns_labels)})",
+            f"{namespace} ({_relevant(ns_labels, ns_selector)})",
             f"label namespace {namespace} to match {show_selector(ns_selector)}, or widen the Prometheus "
             f"{kind}NamespaceSelector (chart value prometheus.prometheusSpec.{kind}NamespaceSelector)",
         )
     return by_labels, by_namespace
+
+
+def _relevant(labels: Labels, selector: Mapping[str, Any]) -> str:
+    """What a namespace has of the labels a selector reads: the part that explains a mismatch."""
+    keys = list(selector.get("matchLabels") or {}) + [e["key"] for e in selector.get("matchExpressions") or []]
+    return ", ".join(f"{k}={labels[k]}" if k in labels else f"no label {k}" for k in dict.fromkeys(keys))
 
 
 def operator_pod_labels(prometheus: Obj) -> dict[str, str]:

@@ -62,7 +62,7 @@ class Hop:
 
     def line(self) -> str:
         mark = "ok    " if self.ok else "BROKEN"
-        return f"  {mark} {self.key:<20} {self.text}" + (f" Fix: {self.fix}." if self.fix else "")
+        return f"  {mark} {self.key:<20} {self.text}" + (f". Fix: {self.fix}." if self.fix else "")
 
 
 @dataclass
@@ -497,7 +497,8 @@ def _network_policy(
         "network-policy",
         Verdict(
             False,
-            f"{', '.join(ref(p) for p in policies)} select {pod.source} and admit no pod of {ref(prometheus)} "
+            f"{', '.join(ref(p) for p in policies)} select{'s' if len(policies) == 1 else ''} {pod.source} and "
+            f"admit{'s' if len(policies) == 1 else ''} no pod of {ref(prometheus)} "
             f"(namespace {src_ns}, labels app.kubernetes.io/name={labels.get('app.kubernetes.io/name')},"
             f"operator.prometheus.io/name={labels.get('operator.prometheus.io/name')}) on port {_show_port(cport)}",
             f"add an ingress rule to {ref(policies[0])} from namespaceSelector "
