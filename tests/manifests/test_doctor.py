@@ -363,3 +363,30 @@ def test_live_a_prometheus_without_namespace_selector_searches_only_its_own(
     assert code == 1
     assert _broken_keys(out) == {"prometheus-namespace", "rule-namespace"}, out
     assert "set spec.serviceMonitorNamespaceSelector: {} on the Prometheus" in out
+
+
+# ---- PodMonitor -------------------------------------------------------------------------------------------------
+
+
+def _as_pod_monitor(objects: list[Obj], port: str) -> list[Obj]:
+    """The ServiceMonitor rewritten as the PodMonitor that scrapes the same pods without the Service."""
+    objects = copy.deepcopy(objects)
+    monitor = one(objects, "ServiceMonitor")
+    monitor["kind"] = "PodMonitor"
+    spec = monitor["spec"]
+    spec["podMetricsEndpoints"] = [{"port": port, "path": "/metrics"}]
+    del spec["endpoints"]
+    return objects
+
+
+@pytest.mark.parametrize(("port", "broken_hops"), [("metrics", set()), ("http-metrics", {"port"})])
+def test_a_pod_monitor_is_walked_to_the_container_port(
+    base_objects: list[Obj], prometheus: Obj, sidecar: dict[str, Any], port: str, broken_hops: set[str]
+) -> None:
+    cluster = Cluster(_as_pod_monitor(base_objects, port), [prometheus], sidecar, live=False, origin="pod monitor")
+    reports = diagnose(cluster)
+    [walked] = [r for r in reports if r.subject.startswith("PodMonitor")]
+    assert [h.key for h in walked.hops][:3] == ["prometheus-selector", "prometheus-namespace", "pods"]
+    assert set(broken(reports)) == broken_hops
+    if not broken_hops:
+        assert walked.hops[-1].key == "network-policy"
