@@ -177,7 +177,8 @@ def chart_object_selector(spec: dict[str, Any], kind: str, release_name: str) ->
     return {}
 
 
-def _fallback_prometheus(helmfile: Path = HELMFILE) -> Obj:
+def prometheus_from_values(helmfile: Path = HELMFILE) -> Obj:
+    """The fallback: the Prometheus object's name, selectors and intervals as the chart derives them."""
     values = _fallback_values(helmfile)
     spec_values = (values.get("prometheus") or {}).get("prometheusSpec") or {}
     rel = release(helmfile)
@@ -204,7 +205,7 @@ def prometheus(objects: list[Obj] | None = None) -> Obj:
     """The Prometheus custom resource as the chart makes it: from the render, else derived from the values."""
     objects = _objects(objects)
     if objects is None:
-        return _fallback_prometheus()
+        return prometheus_from_values()
     found = [o for o in objects if o.get("kind") == "Prometheus"]
     if len(found) != 1:
         raise RenderError(f"the chart rendered {len(found)} Prometheus objects, expected 1")
@@ -276,6 +277,27 @@ def _rendered_sidecar(objects: list[Obj]) -> dict[str, Any] | None:
     return None
 
 
+def grafana_sidecar_from_values(helmfile: Path = HELMFILE) -> dict[str, Any]:
+    """The fallback: the dashboard sidecar's settings and the datasource uid from the values."""
+    sidecar_values = _fallback_values(helmfile)["grafana"]["sidecar"]
+    dashboards = sidecar_values["dashboards"]
+    searched = dashboards.get("searchNamespace")
+    grafana_ns = release(helmfile)["namespace"]
+    if searched is None:
+        # The grafana chart's default: only Grafana's own namespace.
+        namespaces: str | list[str] = [grafana_ns]
+    else:
+        namespaces = _sidecar_namespaces(",".join(searched) if isinstance(searched, list) else searched)
+    return {
+        "label": dashboards.get("label"),
+        "label_value": str(dashboards["labelValue"]) if dashboards.get("labelValue") not in (None, "") else None,
+        "namespaces": namespaces,
+        "namespace": grafana_ns,
+        "datasource_uid": (sidecar_values.get("datasources") or {}).get("uid"),
+        "source": {"sidecar": "values", "datasource": "values"},
+    }
+
+
 def grafana_sidecar(objects: list[Obj] | None = None) -> dict[str, Any]:
     """{'label', 'label_value', 'namespaces' ('ALL' or a list), 'datasource_uid', 'namespace', 'source'} of the
     Grafana dashboard sidecar and the Prometheus datasource the chart provisions: from the render, else values.
@@ -283,31 +305,29 @@ def grafana_sidecar(objects: list[Obj] | None = None) -> dict[str, Any]:
     'source' says, per part, where it came from (the Grafana subchart may be absent while its parent renders).
     """
     objects = _objects(objects)
-    values = _fallback_values()
-    sidecar_values = values["grafana"]["sidecar"]
-    dashboards = sidecar_values["dashboards"]
-    searched = dashboards.get("searchNamespace")
-    grafana_ns = release()["namespace"]
-    from_values = {
-        "label": dashboards.get("label"),
-        "label_value": str(dashboards["labelValue"]) if dashboards.get("labelValue") not in (None, "") else None,
-        "namespaces": (
-            [grafana_ns]
-            if searched is None
-            else _sidecar_namespaces(",".join(searched) if isinstance(searched, list) else searched)
-        ),
-        "namespace": grafana_ns,
-    }
-    sidecar = _rendered_sidecar(objects) if objects is not None else None
-    uid = _rendered_datasource_uid(objects) if objects is not None else None
-    return {
-        **(sidecar or from_values),
-        "datasource_uid": uid or (sidecar_values.get("datasources") or {}).get("uid"),
-        "source": {"sidecar": "render" if sidecar else "values", "datasource": "render" if uid else "values"},
-    }
+    found = grafana_sidecar_from_values()
+    if objects is None:
+        return found
+    sidecar = _rendered_sidecar(objects)
+    if sidecar:
+        found.update(sidecar)
+        found["source"]["sidecar"] = "render"
+    uid = _rendered_datasource_uid(objects)
+    if uid:
+        found["datasource_uid"] = uid
+        found["source"]["datasource"] = "render"
+    return found
 
 
 # ---- Alertmanager -----------------------------------------------------------------------------------------
+
+
+def alertmanager_config_from_values(helmfile: Path = HELMFILE) -> dict[str, Any]:
+    """The fallback: `alertmanager.config` of the helmfile values, which the chart writes into its Secret."""
+    config = (chart_values(helmfile).get("alertmanager") or {}).get("config")
+    if not config:
+        raise RenderError("helmfile values set no alertmanager.config")
+    return copy.deepcopy(config)
 
 
 def alertmanager_config(objects: list[Obj] | None = None) -> dict[str, Any]:
@@ -315,10 +335,7 @@ def alertmanager_config(objects: list[Obj] | None = None) -> dict[str, Any]:
     helmfile values' `alertmanager.config`."""
     objects = _objects(objects)
     if objects is None:
-        config = (_fallback_values().get("alertmanager") or {}).get("config")
-        if not config:
-            raise RenderError("helmfile values set no alertmanager.config")
-        return copy.deepcopy(config)
+        return alertmanager_config_from_values()
     for secret in objects:
         if secret.get("kind") != "Secret":
             continue

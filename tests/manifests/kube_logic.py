@@ -13,7 +13,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from offcluster.helm import CHART
 from offcluster.kube import Labels, selector_matches
 
 Obj = dict[str, Any]
@@ -69,89 +68,21 @@ def unknown_keys(
     return problems
 
 
-# ---- kube-prometheus-stack --------------------------------------------------------------------------------
+# ---- prometheus-operator selection -------------------------------------------------------------------------
 
 
-def chart_fullname(release: str, values: Mapping[str, Any], chart: str = CHART) -> str:
-    """`kube-prometheus-stack.fullname` from the chart's _helpers.tpl."""
-    if values.get("fullnameOverride"):
-        return str(values["fullnameOverride"])[:26].rstrip("-")
-    name = values.get("nameOverride") or chart
-    full = release if name in release else f"{release}-{name}"
-    return full[:26].rstrip("-")
-
-
-def prometheus_crname(release: str, values: Mapping[str, Any]) -> str:
-    """Name of the chart's Prometheus object (`kube-prometheus-stack.prometheus.crname`)."""
-    full = chart_fullname(release, values)
-    return full if values.get("cleanPrometheusOperatorObjectNames") else f"{full}-prometheus"
-
-
-def prometheus_pod_labels(release: str, values: Mapping[str, Any]) -> dict[str, str]:
-    """Labels prometheus-operator puts on the pods of the chart's Prometheus.
-
-    The chart relies on the same ones: its Service for Prometheus selects `app.kubernetes.io/name` +
-    `operator.prometheus.io/name`, its pod anti-affinity `app.kubernetes.io/name` + `app.kubernetes.io/instance`.
-    """
-    crname = prometheus_crname(release, values)
-    spec = (values.get("prometheus") or {}).get("prometheusSpec") or {}
-    labels = dict(((spec.get("podMetadata") or {}).get("labels")) or {})
-    agent = (values.get("prometheus") or {}).get("agentMode")
-    labels.update(
-        {
-            "app.kubernetes.io/name": "prometheus-agent" if agent else "prometheus",
-            "app.kubernetes.io/instance": crname,
-            "operator.prometheus.io/name": crname,
-            "prometheus": crname,
-        }
-    )
-    return labels
-
-
-class Absent:
-    """A selector the chart leaves out of the Prometheus object: the operator then selects nothing."""
-
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-ABSENT = Absent()
-
-
-def chart_object_selector(spec: Mapping[str, Any], kind: str, release: str) -> Mapping[str, Any] | Absent:
-    """The `<kind>Selector` kube-prometheus-stack 88.5.3 writes into its Prometheus object
-    (templates/prometheus/prometheus.yaml), from the merged `prometheus.prometheusSpec` values.
-
-    kind is serviceMonitor, podMonitor or rule. A non-empty selector wins; else `*NilUsesHelmValues`
-    gives `release: <release name>`; else `{}` (everything) — except that a null ruleSelector is left
-    out, and a Prometheus without ruleSelector loads no rules.
-    """
+def prometheus_selects(obj: Obj, prometheus: Mapping[str, Any], kind: str, ns_labels: Labels) -> tuple[bool, str]:
+    """Whether a Prometheus object (offcluster.chart.prometheus) picks up `obj` (a ServiceMonitor, PodMonitor or
+    PrometheusRule): its `<kind>Selector` on the object's labels (absent: nothing), its
+    `<kind>NamespaceSelector` on the namespace's labels (absent or `{}`: every namespace)."""
+    spec = prometheus.get("spec") or {}
     selector = spec.get(f"{kind}Selector")
-    if selector:
-        return selector
-    if spec.get(f"{kind}SelectorNilUsesHelmValues"):
-        return {"matchLabels": {"release": release}}
-    if kind == "rule" and selector is None:
-        return ABSENT
-    return {}
-
-
-def chart_namespace_selector(spec: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    """`<kind>NamespaceSelector` as the chart writes it: the value if non-empty, else `{}` (all namespaces)."""
-    return spec.get(f"{kind}NamespaceSelector") or {}
-
-
-def prometheus_selects(
-    obj: Obj, spec: Mapping[str, Any], kind: str, release: str, ns_labels: Labels
-) -> tuple[bool, str]:
-    """Whether the chart's Prometheus picks up `obj` (a ServiceMonitor, PodMonitor or PrometheusRule)."""
-    selector = chart_object_selector(spec, kind, release)
     labels = obj["metadata"].get("labels") or {}
-    if isinstance(selector, Absent):
-        return False, f"the chart renders no {kind}Selector: Prometheus loads no {kind} at all"
+    if selector is None:
+        return False, f"the Prometheus object has no {kind}Selector: it loads no {kind} at all"
     if not selector_matches(selector, labels):
         return False, f"{kind}Selector {selector} does not match the labels {labels}"
-    ns_selector = chart_namespace_selector(spec, kind)
+    ns_selector = spec.get(f"{kind}NamespaceSelector") or {}
     if not selector_matches(ns_selector, ns_labels):
         return False, f"{kind}NamespaceSelector {ns_selector} does not match the namespace labels {ns_labels}"
     return True, "selected"
@@ -160,28 +91,23 @@ def prometheus_selects(
 # ---- Grafana dashboard sidecar (k8s-sidecar) --------------------------------------------------------------
 
 
-def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj, grafana_namespace: str) -> tuple[bool, str]:
-    """Whether the grafana chart's dashboard sidecar, configured by `sidecar.dashboards`, loads `configmap`."""
-    if not sidecar.get("enabled"):
+def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> tuple[bool, str]:
+    """Whether the dashboard sidecar (offcluster.chart.grafana_sidecar: label, label_value, namespaces, and
+    optionally enabled/resource as the grafana chart's values say) loads `configmap`."""
+    if not sidecar.get("enabled", True):
         return False, "the dashboard sidecar is disabled"
     if sidecar.get("resource", "both") not in ("both", "configmap"):
         return False, f"the sidecar watches {sidecar['resource']}, not ConfigMaps"
-    label, wanted = sidecar.get("label"), sidecar.get("labelValue")
+    label, wanted = sidecar.get("label"), sidecar.get("label_value")
     labels = configmap["metadata"].get("labels") or {}
     if label not in labels:
         return False, f"the ConfigMap lacks the label {label!r} the sidecar selects on"
-    # An empty labelValue means "any value" (LABEL_VALUE unset in k8s-sidecar).
+    # No label value means "any value" (LABEL_VALUE unset in k8s-sidecar).
     if wanted not in (None, "") and labels[label] != str(wanted):
         return False, f"label {label}={labels[label]!r}, the sidecar wants {wanted!r}"
     namespace = configmap["metadata"].get("namespace")
-    searched = sidecar.get("searchNamespace")
-    if searched is None:
-        names = [grafana_namespace]
-    elif isinstance(searched, list):
-        names = [str(n) for n in searched]
-    else:
-        names = [n.strip() for n in str(searched).split(",")]
-    if "ALL" not in names and namespace not in names:
+    names = sidecar.get("namespaces")
+    if names != "ALL" and namespace not in (names or []):
         return False, f"the sidecar searches {names}, not {namespace!r}"
     return True, "seen"
 
