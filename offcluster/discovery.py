@@ -107,7 +107,7 @@ def prometheus_selects(prometheus: Obj, obj: Obj, ns_labels: Labels) -> tuple[Ve
         )
     namespace = obj["metadata"].get("namespace", "default")
     ns_selector = spec.get(f"{kind}NamespaceSelector")
-    own = prometheus["metadata"].get("namespace")
+    own = (prometheus.get("metadata") or {}).get("namespace")
     if ns_selector is None:
         ok = namespace == own
         by_namespace = Verdict(
@@ -138,24 +138,6 @@ def _relevant(labels: Labels, selector: Mapping[str, Any]) -> str:
     """What a namespace has of the labels a selector reads: the part that explains a mismatch."""
     keys = list(selector.get("matchLabels") or {}) + [e["key"] for e in selector.get("matchExpressions") or []]
     return ", ".join(f"{k}={labels[k]}" if k in labels else f"no label {k}" for k in dict.fromkeys(keys))
-
-
-def operator_pod_labels(prometheus: Obj) -> dict[str, str]:
-    """The labels prometheus-operator (v0.93) puts on the pods of a Prometheus object: `spec.podMetadata.labels`,
-    then its selector labels on top (pkg/prometheus/server: makeSelectorLabels, plus the shard label)."""
-    name = prometheus["metadata"]["name"]
-    labels = dict(((prometheus.get("spec") or {}).get("podMetadata") or {}).get("labels") or {})
-    labels.update(
-        {
-            "app.kubernetes.io/managed-by": "prometheus-operator",
-            "app.kubernetes.io/name": "prometheus",
-            "app.kubernetes.io/instance": name,
-            "operator.prometheus.io/name": name,
-            "operator.prometheus.io/shard": "0",
-            "prometheus": name,
-        }
-    )
-    return labels
 
 
 # ---- ServiceMonitor / PodMonitor --------------------------------------------------------------------------
@@ -239,7 +221,7 @@ def container_port(pod: PodView, target: int | str) -> tuple[Obj, Obj] | None:
 
 def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> Verdict:
     """Whether the Grafana dashboard sidecar loads `configmap`. `sidecar` holds `label`, `label_value` (empty:
-    any value) and `namespaces` (a list of names; "ALL" in it, or None, means every namespace)."""
+    any value) and `namespaces` (names; "ALL", or None, means every namespace): offcluster.chart.grafana_sidecar."""
     label, wanted = sidecar.get("label"), sidecar.get("label_value")
     labels = configmap["metadata"].get("labels") or {}
     shown = f"{label}={wanted}" if wanted not in (None, "") else str(label)
@@ -258,6 +240,7 @@ def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> Verdict:
         )
     namespace = configmap["metadata"].get("namespace", "default")
     names = sidecar.get("namespaces")
+    names = [names] if isinstance(names, str) else names
     if names is not None and "ALL" not in names and namespace not in names:
         return Verdict(
             False,

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from offcluster import chart
 from offcluster import discovery as d
 from offcluster.discovery import Obj, PodView, Verdict, ref, show_labels, show_selector
 from offcluster.kube import selector_matches, service_selects
@@ -106,7 +107,7 @@ class Cluster:
             labels = pod["metadata"].get("labels") or {}
             if pod["metadata"].get("namespace") == namespace and labels.get("operator.prometheus.io/name") == name:
                 return dict(labels)
-        return d.operator_pod_labels(prometheus)
+        return chart.prometheus_pod_labels(prometheus)
 
 
 # ---- the walks ---------------------------------------------------------------------------------------------
@@ -583,8 +584,6 @@ def exit_code(reports: list[Report]) -> int:
 
 def offline_cluster(directory: Path) -> Cluster:
     """DIR rendered by kustomize, with the chart's Prometheus and Grafana sidecar as helmfile deploys them."""
-    from offcluster import chart  # the chart is rendered only when the offline walk needs it
-
     if not directory.is_dir():
         raise InputError(f"{directory} is not a directory (give a kustomization directory, e.g. manifests)")
     try:

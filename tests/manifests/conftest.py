@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from offcluster import helm
+from offcluster import chart, helm
 from offcluster.helm import helm_merge
 from offcluster.manifests import render
+from tests.availability import unavailable
 from tests.manifests.deploy_spec import HELMFILE, MANIFESTS, ROOT, Obj
 
 
@@ -60,9 +61,16 @@ def effective_values(chart_defaults: dict[str, Any], values: dict[str, Any]) -> 
 
 
 @pytest.fixture(scope="session")
-def effective_grafana_values(
-    grafana_defaults: dict[str, Any], chart_defaults: dict[str, Any], values: dict[str, Any]
-) -> dict[str, Any]:
-    """What the Grafana subchart sees: its own defaults, then the parent chart's `grafana:`, then ours."""
-    parent = helm_merge(grafana_defaults, chart_defaults.get("grafana") or {})
-    return helm_merge(parent, values.get("grafana") or {})
+def chart_objects(shared_dir: Path) -> list[Obj]:
+    """Every object kube-prometheus-stack renders with helmfile's values (Helm, via helm-python-sdk), once per run."""
+    objects = chart.rendered(shared_dir)
+    if objects is None:
+        unavailable(chart.source(shared_dir))
+    print(f"\n{chart.source(shared_dir)}: {len(objects)} objects")
+    return objects
+
+
+@pytest.fixture(scope="session")
+def chart_prometheus(chart_objects: list[Obj]) -> Obj:
+    """The Prometheus object the chart renders."""
+    return chart.prometheus(chart_objects)

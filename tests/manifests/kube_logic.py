@@ -15,11 +15,10 @@ from typing import Any
 
 from offcluster import discovery
 
-# Re-exported for the tests: the hop rules live in offcluster.discovery, which the doctor runs.
+# Re-exported for the tests: the hop rules live in offcluster.discovery, which `python -m offcluster doctor` runs.
 from offcluster.discovery import NAMESPACE_NAME_LABEL as NAMESPACE_NAME_LABEL
 from offcluster.discovery import ingress_allowed as ingress_allowed
 from offcluster.discovery import namespace_labels as namespace_labels
-from offcluster.helm import CHART
 from offcluster.kube import Labels
 
 Obj = dict[str, Any]
@@ -59,94 +58,14 @@ def unknown_keys(
     return problems
 
 
-# ---- kube-prometheus-stack --------------------------------------------------------------------------------
+# ---- prometheus-operator selection -------------------------------------------------------------------------
 
 
-def chart_fullname(release: str, values: Mapping[str, Any], chart: str = CHART) -> str:
-    """`kube-prometheus-stack.fullname` from the chart's _helpers.tpl."""
-    if values.get("fullnameOverride"):
-        return str(values["fullnameOverride"])[:26].rstrip("-")
-    name = values.get("nameOverride") or chart
-    full = release if name in release else f"{release}-{name}"
-    return full[:26].rstrip("-")
-
-
-def prometheus_crname(release: str, values: Mapping[str, Any]) -> str:
-    """Name of the chart's Prometheus object (`kube-prometheus-stack.prometheus.crname`)."""
-    full = chart_fullname(release, values)
-    return full if values.get("cleanPrometheusOperatorObjectNames") else f"{full}-prometheus"
-
-
-def prometheus_pod_labels(release: str, values: Mapping[str, Any]) -> dict[str, str]:
-    """Labels prometheus-operator puts on the pods of the chart's Prometheus.
-
-    The chart relies on the same ones: its Service for Prometheus selects `app.kubernetes.io/name` +
-    `operator.prometheus.io/name`, its pod anti-affinity `app.kubernetes.io/name` + `app.kubernetes.io/instance`.
-    """
-    crname = prometheus_crname(release, values)
-    spec = (values.get("prometheus") or {}).get("prometheusSpec") or {}
-    labels = dict(((spec.get("podMetadata") or {}).get("labels")) or {})
-    agent = (values.get("prometheus") or {}).get("agentMode")
-    labels.update(
-        {
-            "app.kubernetes.io/name": "prometheus-agent" if agent else "prometheus",
-            "app.kubernetes.io/instance": crname,
-            "operator.prometheus.io/name": crname,
-            "prometheus": crname,
-        }
-    )
-    return labels
-
-
-class Absent:
-    """A selector the chart leaves out of the Prometheus object: the operator then selects nothing."""
-
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-ABSENT = Absent()
-
-
-def chart_object_selector(spec: Mapping[str, Any], kind: str, release: str) -> Mapping[str, Any] | Absent:
-    """The `<kind>Selector` kube-prometheus-stack 88.5.3 writes into its Prometheus object
-    (templates/prometheus/prometheus.yaml), from the merged `prometheus.prometheusSpec` values.
-
-    kind is serviceMonitor, podMonitor or rule. A non-empty selector wins; else `*NilUsesHelmValues`
-    gives `release: <release name>`; else `{}` (everything) — except that a null ruleSelector is left
-    out, and a Prometheus without ruleSelector loads no rules.
-    """
-    selector = spec.get(f"{kind}Selector")
-    if selector:
-        return selector
-    if spec.get(f"{kind}SelectorNilUsesHelmValues"):
-        return {"matchLabels": {"release": release}}
-    if kind == "rule" and selector is None:
-        return ABSENT
-    return {}
-
-
-def chart_namespace_selector(spec: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    """`<kind>NamespaceSelector` as the chart writes it: the value if non-empty, else `{}` (all namespaces)."""
-    return spec.get(f"{kind}NamespaceSelector") or {}
-
-
-def prometheus_selects(
-    obj: Obj, spec: Mapping[str, Any], kind: str, release: str, ns_labels: Labels
-) -> tuple[bool, str]:
-    """Whether the chart's Prometheus, built from the merged `prometheus.prometheusSpec` values, picks up `obj`
-    (a ServiceMonitor, PodMonitor or PrometheusRule): the doctor's rule (offcluster.discovery) on that object."""
-    selector = chart_object_selector(spec, kind, release)
-    prometheus = {
-        "kind": "Prometheus",
-        "metadata": {"name": f"{release}-prometheus", "namespace": "<release namespace>"},
-        "spec": {
-            f"{kind}Selector": None if isinstance(selector, Absent) else selector,
-            f"{kind}NamespaceSelector": chart_namespace_selector(spec, kind),
-        },
-    }
+def prometheus_selects(obj: Obj, prometheus: Mapping[str, Any], kind: str, ns_labels: Labels) -> tuple[bool, str]:
+    """Whether a Prometheus object (offcluster.chart.prometheus) picks up `obj` (a ServiceMonitor, PodMonitor or
+    PrometheusRule): the doctor's two hops (offcluster.discovery.prometheus_selects), as one answer."""
     kinds = {v: k for k, v in discovery.SELECTOR_OF.items()}
-    for verdict in discovery.prometheus_selects(prometheus, {**obj, "kind": kinds[kind]}, ns_labels):
+    for verdict in discovery.prometheus_selects(dict(prometheus), {**obj, "kind": kinds[kind]}, ns_labels):
         if not verdict.ok:
             return False, verdict.why
     return True, "selected"
@@ -155,21 +74,14 @@ def prometheus_selects(
 # ---- Grafana dashboard sidecar (k8s-sidecar) --------------------------------------------------------------
 
 
-def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj, grafana_namespace: str) -> tuple[bool, str]:
-    """Whether the grafana chart's dashboard sidecar, configured by `sidecar.dashboards`, loads `configmap`."""
-    if not sidecar.get("enabled"):
+def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> tuple[bool, str]:
+    """Whether the dashboard sidecar (offcluster.chart.grafana_sidecar: label, label_value, namespaces, and
+    optionally enabled/resource as the grafana chart's values say) loads `configmap`."""
+    if not sidecar.get("enabled", True):
         return False, "the dashboard sidecar is disabled"
     if sidecar.get("resource", "both") not in ("both", "configmap"):
         return False, f"the sidecar watches {sidecar['resource']}, not ConfigMaps"
-    searched = sidecar.get("searchNamespace")
-    if searched is None:
-        names = [grafana_namespace]
-    elif isinstance(searched, list):
-        names = [str(n) for n in searched]
-    else:
-        names = [n.strip() for n in str(searched).split(",")]
-    selection = {"label": sidecar.get("label"), "label_value": sidecar.get("labelValue"), "namespaces": names}
-    verdict = discovery.sidecar_sees(selection, configmap)
+    verdict = discovery.sidecar_sees(sidecar, configmap)
     return verdict.ok, verdict.why if not verdict.ok else "seen"
 
 

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from offcluster import chart, doctor
-from offcluster.discovery import operator_pod_labels
 from offcluster.doctor import Cluster, Report, diagnose
 from offcluster.manifests import CANARY
 from tests.manifests.deploy_spec import APP_NAMESPACE, MANIFESTS, MONITORING_NAMESPACE, Obj, one
@@ -21,19 +20,15 @@ from tests.manifests.deploy_spec import APP_NAMESPACE, MANIFESTS, MONITORING_NAM
 Edit = Callable[[list[Obj], Obj], None]
 
 
+# What the doctor reads offline: the chart's objects rendered with helmfile's values, else derived from the values.
 @pytest.fixture(scope="module")
-def chart_objects() -> list[Obj] | None:
-    return chart.rendered()
-
-
-@pytest.fixture(scope="module")
-def prometheus(chart_objects: list[Obj] | None) -> Obj:
-    return chart.prometheus(chart_objects)
+def prometheus() -> Obj:
+    return chart.prometheus()
 
 
 @pytest.fixture(scope="module")
-def sidecar(chart_objects: list[Obj] | None) -> dict[str, Any]:
-    return chart.grafana_sidecar(chart_objects)
+def sidecar() -> dict[str, Any]:
+    return chart.grafana_sidecar()
 
 
 def broken(reports: list[Report]) -> dict[str, list[doctor.Hop]]:
@@ -231,14 +226,15 @@ def _live(base_objects: list[Obj], prometheus: Obj, sidecar: dict[str, Any]) -> 
             "metadata": {
                 "name": f"prometheus-{deployed['metadata']['name']}-0",
                 "namespace": deployed["metadata"]["namespace"],
-                "labels": operator_pod_labels(deployed),
+                "labels": chart.prometheus_pod_labels(deployed),
             },
             "spec": {"containers": [{"name": "prometheus"}]},
             "status": _ready(True),
         }
     )
     env = [{"name": "LABEL", "value": sidecar["label"]}, {"name": "LABEL_VALUE", "value": sidecar["label_value"]}]
-    env.append({"name": "NAMESPACE", "value": ",".join(sidecar["namespaces"] or ["ALL"])})
+    names = sidecar["namespaces"]
+    env.append({"name": "NAMESPACE", "value": names if isinstance(names, str) else ",".join(names)})
     objects.append(
         {
             "apiVersion": "v1",
