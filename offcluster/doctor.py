@@ -593,7 +593,8 @@ def offline_cluster(directory: Path) -> Cluster:
     rendered = chart.rendered()
     prometheus = chart.prometheus(rendered)
     sidecar = chart.grafana_sidecar(rendered)
-    origin = f"{directory} (kubectl kustomize); chart objects: {chart.source()}"
+    shown = directory.relative_to(Path.cwd()) if directory.is_relative_to(Path.cwd()) else directory
+    origin = f"{shown} (kubectl kustomize); chart objects: {chart.source()}"
     return Cluster(objects, [prometheus], sidecar, live=False, origin=origin)
 
 
