@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -678,5 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RenderError, yaml.YAMLError) as exc:
         print(f"doctor: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    print(format_reports(cluster, reports))
+    try:
+        print(format_reports(cluster, reports), flush=True)
+    except BrokenPipeError:
+        # `doctor | head` closed the pipe: the verdict still goes out as the exit status.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return exit_code(reports)
