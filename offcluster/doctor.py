@@ -191,13 +191,19 @@ def _walk_endpoint(cluster: Cluster, monitor: Obj, index: int, endpoint: Obj) ->
             f"{p.get('name') or '<unnamed>'}→{_target(p)}" for s in services for p in s["spec"].get("ports") or []
         )
         field_name = "port" if "port" in endpoint else "targetPort" if "targetPort" in endpoint else None
+        all_ports = [p for s in services for p in s["spec"].get("ports") or []]
         fix = (
-            f"set endpoints[{index}].port to the name of the Service's metrics port (ports: {have})"
+            f"set endpoints[{index}].port to the name of the Service's metrics port"
             if field_name
             else f"give endpoints[{index}] a port: the name of the Service's metrics port"
         )
-        if field_name == "port" and not all(p.get("name") for s in services for p in s["spec"].get("ports") or []):
-            fix = f"name the Service port ({have}) and use that name in endpoints[{index}].port"
+        by_number = [p for p in all_ports if str(p.get("port")) == str(named) and p.get("name")]
+        if field_name == "port" and by_number:
+            fix = (
+                f"endpoints[{index}].port takes a Service port's name, not its number: set it to {by_number[0]['name']}"
+            )
+        elif field_name == "port" and not all(p.get("name") for p in all_ports):
+            fix = f"name the Service port and use that name in endpoints[{index}].port"
         report.add(
             "port",
             Verdict(

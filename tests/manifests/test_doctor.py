@@ -99,6 +99,10 @@ def _port_number_name(objects: list[Obj], _: Obj) -> None:
     _monitor(objects, _)["spec"]["endpoints"][0]["port"] = "http-metrics"
 
 
+def _port_by_number(objects: list[Obj], _: Obj) -> None:
+    _monitor(objects, _)["spec"]["endpoints"][0]["port"] = "9100"
+
+
 def _service_selects_nothing(objects: list[Obj], _: Obj) -> None:
     _service(objects, _)["spec"]["selector"] = {"app": "wine-classifier"}
 
@@ -130,6 +134,12 @@ BROKEN_COPIES: list[tuple[str, Edit, str, str]] = [
     ("namespace-not-selected", _restricted_namespaces, "prometheus-namespace", "label namespace ml-serving"),
     ("selector-matches-no-service", _selector_on_service_selector, "service", "match the Service's metadata.labels"),
     ("endpoint-port-not-a-service-port", _port_number_name, "port", "set endpoints[0].port to the name"),
+    (
+        "endpoint-port-a-number",
+        _port_by_number,
+        "port",
+        "takes a Service port's name, not its number: set it to metrics",
+    ),
     ("service-selects-no-pod", _service_selects_nothing, "pods", "a subset of the pod template's metadata.labels"),
     ("target-port-not-a-container-port", _target_port_typo, "target-port", "set targetPort of the Service port"),
     ("no-readiness-probe", _no_readiness_probe, "readiness-probe", "add a readinessProbe to container model-server"),
