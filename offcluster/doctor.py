@@ -140,8 +140,12 @@ def walk_service_monitor(cluster: Cluster, monitor: Obj) -> list[Report]:
     endpoints = (monitor.get("spec") or {}).get("endpoints") or []
     if not endpoints:
         report = Report(f"{ref(monitor)}")
-        report.add("endpoint", Verdict(False, f"{ref(monitor)} has no spec.endpoints",
-                                       "add an endpoint naming the Service's metrics port"))  # fmt: skip
+        report.add(
+            "endpoint",
+            Verdict(
+                False, f"{ref(monitor)} has no spec.endpoints", "add an endpoint naming the Service's metrics port"
+            ),
+        )
         return [report]
     return [_walk_endpoint(cluster, monitor, i, e) for i, e in enumerate(endpoints)]
 
@@ -222,6 +226,47 @@ def _walk_endpoint(cluster: Cluster, monitor: Obj, index: int, endpoint: Obj) ->
             + ", ".join(f"{ref(s)} port {p.get('name')} ({p.get('port')}→{_target(p)})" for s, p in ports),
         ),
     )
+
+    # A Service without a selector (the API server's `kubernetes`, the operator's kubelet Service) has its
+    # endpoints written by someone else: no pod hop applies, only what its EndpointSlices hold.
+    if not any((s.get("spec") or {}).get("selector") for s, _ in ports):
+        service = ports[0][0]
+        if cluster.live:
+            report.add(
+                "pods",
+                Verdict(
+                    True,
+                    f"{ref(service)} has no spec.selector: another controller writes its "
+                    "endpoints, so there are no pods to match",
+                ),
+            )
+            _live_endpoints(report, cluster, ports)
+            return report
+        # Offline, only the manifests themselves could fill it.
+        name, namespace = service["metadata"]["name"], service["metadata"].get("namespace", "default")
+        filled = [o for o in cluster.of_kind("Endpoints") if o["metadata"]["name"] == name] + [
+            o
+            for o in cluster.of_kind("EndpointSlice")
+            if (o["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) == name
+        ]
+        filled = [o for o in filled if o["metadata"].get("namespace", "default") == namespace]
+        report.add(
+            "pods",
+            Verdict(
+                bool(filled),
+                f"{ref(service)} has no spec.selector, and "
+                + (
+                    f"{ref(filled[0])} lists its endpoints"
+                    if filled
+                    else "no Endpoints or EndpointSlice in the manifests fills it: it stays empty"
+                ),
+                ""
+                if filled
+                else f"give {ref(service)} a spec.selector: a subset of the pod template's metadata.labels",
+            ),
+        )
+        return report
+    ports = [(s, p) for s, p in ports if (s.get("spec") or {}).get("selector")]
 
     # The Service's selector matches pods (offline: a workload's pod template; live: Pods).
     chains: list[tuple[Obj, Obj, PodView]] = []

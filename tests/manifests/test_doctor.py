@@ -107,6 +107,10 @@ def _service_selects_nothing(objects: list[Obj], _: Obj) -> None:
     _service(objects, _)["spec"]["selector"] = {"app": "wine-classifier"}
 
 
+def _service_without_selector(objects: list[Obj], _: Obj) -> None:
+    del _service(objects, _)["spec"]["selector"]
+
+
 def _target_port_typo(objects: list[Obj], _: Obj) -> None:
     _metrics_port(objects)["targetPort"] = "prometheus"
 
@@ -141,6 +145,12 @@ BROKEN_COPIES: list[tuple[str, Edit, str, str]] = [
         "takes a Service port's name, not its number: set it to metrics",
     ),
     ("service-selects-no-pod", _service_selects_nothing, "pods", "a subset of the pod template's metadata.labels"),
+    (
+        "service-without-selector",
+        _service_without_selector,
+        "pods",
+        "give Service ml-serving/wine-classifier a spec.selector",
+    ),
     ("target-port-not-a-container-port", _target_port_typo, "target-port", "set targetPort of the Service port"),
     ("no-readiness-probe", _no_readiness_probe, "readiness-probe", "add a readinessProbe to container model-server"),
     ("networkpolicy-keeps-prometheus-out", _policy_for_another_prometheus, "network-policy", "add an ingress rule"),
@@ -396,3 +406,17 @@ def test_a_pod_monitor_is_walked_to_the_container_port(
     assert set(broken(reports)) == broken_hops
     if not broken_hops:
         assert walked.hops[-1].key == "network-policy"
+
+
+def test_live_a_service_without_selector_is_judged_by_its_endpointslices(
+    live: list[Obj], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Like the operator's kubelet Service: no selector, endpoints written by a controller.
+    del one(live, "Service")["spec"]["selector"]
+    code, out = _run_live(live, tmp_path, capsys)
+    assert code == 0, out
+    assert "has no spec.selector: another controller writes its endpoints" in out
+    assert "2 ready endpoint(s) on port metrics" in out
+    one(live, "EndpointSlice")["endpoints"] = []
+    code, out = _run_live(live, tmp_path, capsys)
+    assert code == 1 and _broken_keys(out) == {"endpointslice"}, out
