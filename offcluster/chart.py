@@ -44,15 +44,21 @@ FALLBACK_DEFAULTS: dict[str, Any] = {
     },
     "grafana": {
         "sidecar": {
-            "dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"},
+            "dashboards": {
+                "enabled": True,
+                "label": "grafana_dashboard",
+                "labelValue": "1",
+                "searchNamespace": "ALL",
+                "resource": "both",
+            },
             "datasources": {"uid": "prometheus"},
         }
     },
 }
 # The operator's defaults when the Prometheus object leaves an interval unset.
 OPERATOR_DEFAULT_INTERVAL = "30s"
-# The k8s-sidecar container of the grafana chart that loads dashboards from ConfigMaps.
-DASHBOARD_SIDECAR = "grafana-sc-dashboard"
+# The grafana chart names the k8s-sidecar container that loads dashboards `<grafana.name>-sc-dashboard`.
+DASHBOARD_SIDECAR_SUFFIX = "-sc-dashboard"
 
 
 def default_shared_dir() -> Path:
@@ -283,7 +289,7 @@ def _rendered_sidecar(objects: list[Obj]) -> dict[str, Any] | None:
         if deploy.get("kind") != "Deployment":
             continue
         for container in deploy["spec"]["template"]["spec"].get("containers") or []:
-            if container.get("name") != DASHBOARD_SIDECAR:
+            if not str(container.get("name", "")).endswith(DASHBOARD_SIDECAR_SUFFIX):
                 continue
             env = {e["name"]: e.get("value") for e in container.get("env") or []}
             return {
@@ -292,6 +298,8 @@ def _rendered_sidecar(objects: list[Obj]) -> dict[str, Any] | None:
                 "label_value": env.get("LABEL_VALUE"),
                 "namespaces": _sidecar_namespaces(env.get("NAMESPACE") or deploy["metadata"]["namespace"]),
                 "namespace": deploy["metadata"]["namespace"],
+                "resource": env.get("RESOURCE") or "both",
+                "enabled": True,
             }
     return None
 
@@ -312,14 +320,17 @@ def grafana_sidecar_from_values(helmfile: Path = HELMFILE) -> dict[str, Any]:
         "label_value": str(dashboards["labelValue"]) if dashboards.get("labelValue") not in (None, "") else None,
         "namespaces": namespaces,
         "namespace": grafana_ns,
+        "resource": dashboards.get("resource") or "both",
+        "enabled": bool(dashboards.get("enabled")),
         "datasource_uid": (sidecar_values.get("datasources") or {}).get("uid"),
         "source": {"sidecar": "values", "datasource": "values"},
     }
 
 
 def grafana_sidecar(objects: list[Obj] | None = None, helmfile: Path = HELMFILE) -> dict[str, Any]:
-    """{'label', 'label_value', 'namespaces' ('ALL' or a list), 'datasource_uid', 'namespace', 'source'} of the
-    Grafana dashboard sidecar and the Prometheus datasource the chart provisions: from the render, else values.
+    """The Grafana dashboard sidecar and the Prometheus datasource the chart provisions, from the render, else
+    the values: {'label', 'label_value', 'namespaces' ('ALL' or a list), 'namespace' (Grafana's), 'enabled',
+    'resource', 'datasource_uid', 'source'}.
 
     'source' says, per part, where it came from (the Grafana subchart may be absent while its parent renders).
     """
