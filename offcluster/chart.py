@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import re
 from functools import cache
@@ -43,15 +44,21 @@ FALLBACK_DEFAULTS: dict[str, Any] = {
     },
     "grafana": {
         "sidecar": {
-            "dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"},
+            "dashboards": {
+                "enabled": True,
+                "label": "grafana_dashboard",
+                "labelValue": "1",
+                "searchNamespace": "ALL",
+                "resource": "both",
+            },
             "datasources": {"uid": "prometheus"},
         }
     },
 }
 # The operator's defaults when the Prometheus object leaves an interval unset.
 OPERATOR_DEFAULT_INTERVAL = "30s"
-# The k8s-sidecar container of the grafana chart that loads dashboards from ConfigMaps.
-DASHBOARD_SIDECAR = "grafana-sc-dashboard"
+# The grafana chart names the k8s-sidecar container that loads dashboards `<grafana.name>-sc-dashboard`.
+DASHBOARD_SIDECAR_SUFFIX = "-sc-dashboard"
 
 
 def default_shared_dir() -> Path:
@@ -94,20 +101,27 @@ def _parse(manifests: dict[str, str]) -> list[Obj]:
     return objects
 
 
-@cache
 def _render(directory: Path, helmfile: Path) -> tuple[list[Obj] | None, str]:
     if not (directory / "Chart.yaml").is_file():
         return None, f"values fallback: no chart at {directory} (README: Reference data)"
     try:
-        import helm_python
+        import helm_python  # noqa: F401
     except ImportError:
         return None, "values fallback: helm-python-sdk is not installed (`make venv` installs it)"
-    spec = release(helmfile)
+    # Keyed on what helmfile declares, not its path: the same file may be rewritten with other values.
+    declared = json.dumps([release(helmfile), chart_values(helmfile)], sort_keys=True)
+    return _render_declared(directory, declared, str(helmfile))
+
+
+@cache
+def _render_declared(directory: Path, declared: str, helmfile: str) -> tuple[list[Obj], str]:
+    import helm_python
+
+    spec, values = json.loads(declared)
     chart = helm_python.Chart.load(str(directory))
     pinned = str(spec.get("version", ""))
     if pinned and chart.version != pinned:
         raise RenderError(f"{helmfile} pins {CHART} {pinned}, but {directory} holds {chart.version}")
-    values = chart_values(helmfile)
     missing = missing_subcharts(directory)
     disabled: list[str] = []
     while True:
@@ -140,8 +154,8 @@ def source(shared_dir: Path | None = None, helmfile: Path = HELMFILE) -> str:
     return _render(chart_dir(shared_dir).resolve(), helmfile.resolve())[1]
 
 
-def _objects(objects: list[Obj] | None) -> list[Obj] | None:
-    return rendered() if objects is None else objects
+def _objects(objects: list[Obj] | None, helmfile: Path) -> list[Obj] | None:
+    return rendered(helmfile=helmfile) if objects is None else objects
 
 
 def _fallback_values(helmfile: Path = HELMFILE) -> dict[str, Any]:
@@ -201,11 +215,11 @@ def prometheus_from_values(helmfile: Path = HELMFILE) -> Obj:
     }
 
 
-def prometheus(objects: list[Obj] | None = None) -> Obj:
+def prometheus(objects: list[Obj] | None = None, helmfile: Path = HELMFILE) -> Obj:
     """The Prometheus custom resource as the chart makes it: from the render, else derived from the values."""
-    objects = _objects(objects)
+    objects = _objects(objects, helmfile)
     if objects is None:
-        return prometheus_from_values()
+        return prometheus_from_values(helmfile)
     found = [o for o in objects if o.get("kind") == "Prometheus"]
     if len(found) != 1:
         raise RenderError(f"the chart rendered {len(found)} Prometheus objects, expected 1")
@@ -248,14 +262,25 @@ def _sidecar_namespaces(text: str) -> str | list[str]:
     return "ALL" if "ALL" in names else names
 
 
-def _rendered_datasource_uid(objects: list[Obj]) -> str | None:
+def grafana_datasources(objects: list[Obj] | None = None, helmfile: Path = HELMFILE) -> list[dict[str, Any]] | None:
+    """The datasources the chart provisions into Grafana (its ConfigMap labelled `grafana_datasource`, which
+    the datasource sidecar loads); None without a render."""
+    objects = _objects(objects, helmfile)
+    if objects is None:
+        return None
+    found: list[dict[str, Any]] = []
     for cm in objects:
         if cm.get("kind") != "ConfigMap" or "grafana_datasource" not in (cm["metadata"].get("labels") or {}):
             continue
         for text in (cm.get("data") or {}).values():
-            for ds in (yaml.safe_load(text) or {}).get("datasources") or []:
-                if ds.get("type") == "prometheus" and ds.get("isDefault"):
-                    return ds.get("uid")
+            found.extend((yaml.safe_load(text) or {}).get("datasources") or [])
+    return found or None
+
+
+def _rendered_datasource_uid(objects: list[Obj]) -> str | None:
+    for ds in grafana_datasources(objects) or []:
+        if ds.get("type") == "prometheus" and ds.get("isDefault"):
+            return ds.get("uid")
     return None
 
 
@@ -264,7 +289,7 @@ def _rendered_sidecar(objects: list[Obj]) -> dict[str, Any] | None:
         if deploy.get("kind") != "Deployment":
             continue
         for container in deploy["spec"]["template"]["spec"].get("containers") or []:
-            if container.get("name") != DASHBOARD_SIDECAR:
+            if not str(container.get("name", "")).endswith(DASHBOARD_SIDECAR_SUFFIX):
                 continue
             env = {e["name"]: e.get("value") for e in container.get("env") or []}
             return {
@@ -273,6 +298,8 @@ def _rendered_sidecar(objects: list[Obj]) -> dict[str, Any] | None:
                 "label_value": env.get("LABEL_VALUE"),
                 "namespaces": _sidecar_namespaces(env.get("NAMESPACE") or deploy["metadata"]["namespace"]),
                 "namespace": deploy["metadata"]["namespace"],
+                "resource": env.get("RESOURCE") or "both",
+                "enabled": True,
             }
     return None
 
@@ -293,19 +320,22 @@ def grafana_sidecar_from_values(helmfile: Path = HELMFILE) -> dict[str, Any]:
         "label_value": str(dashboards["labelValue"]) if dashboards.get("labelValue") not in (None, "") else None,
         "namespaces": namespaces,
         "namespace": grafana_ns,
+        "resource": dashboards.get("resource") or "both",
+        "enabled": bool(dashboards.get("enabled")),
         "datasource_uid": (sidecar_values.get("datasources") or {}).get("uid"),
         "source": {"sidecar": "values", "datasource": "values"},
     }
 
 
-def grafana_sidecar(objects: list[Obj] | None = None) -> dict[str, Any]:
-    """{'label', 'label_value', 'namespaces' ('ALL' or a list), 'datasource_uid', 'namespace', 'source'} of the
-    Grafana dashboard sidecar and the Prometheus datasource the chart provisions: from the render, else values.
+def grafana_sidecar(objects: list[Obj] | None = None, helmfile: Path = HELMFILE) -> dict[str, Any]:
+    """The Grafana dashboard sidecar and the Prometheus datasource the chart provisions, from the render, else
+    the values: {'label', 'label_value', 'namespaces' ('ALL' or a list), 'namespace' (Grafana's), 'enabled',
+    'resource', 'datasource_uid', 'source'}.
 
     'source' says, per part, where it came from (the Grafana subchart may be absent while its parent renders).
     """
-    objects = _objects(objects)
-    found = grafana_sidecar_from_values()
+    objects = _objects(objects, helmfile)
+    found = grafana_sidecar_from_values(helmfile)
     if objects is None:
         return found
     sidecar = _rendered_sidecar(objects)
@@ -330,12 +360,12 @@ def alertmanager_config_from_values(helmfile: Path = HELMFILE) -> dict[str, Any]
     return copy.deepcopy(config)
 
 
-def alertmanager_config(objects: list[Obj] | None = None) -> dict[str, Any]:
+def alertmanager_config(objects: list[Obj] | None = None, helmfile: Path = HELMFILE) -> dict[str, Any]:
     """The Alertmanager configuration as the chart renders it into its Secret (alertmanager.yaml), else the
     helmfile values' `alertmanager.config`."""
-    objects = _objects(objects)
+    objects = _objects(objects, helmfile)
     if objects is None:
-        return alertmanager_config_from_values()
+        return alertmanager_config_from_values(helmfile)
     for secret in objects:
         if secret.get("kind") != "Secret":
             continue

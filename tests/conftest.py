@@ -7,10 +7,12 @@ import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.server import Server, start_server
+from offcluster import chart
 from tests.availability import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +35,22 @@ def shared_dir() -> Path:
     if not (path / "crds").is_dir():
         unavailable(f"reference data not found at {path}: set SHARED_DIR to a copy of the project's shared/ directory")
     return path
+
+
+@pytest.fixture(scope="session")
+def chart_objects(shared_dir: Path) -> list[dict[str, Any]]:
+    """Every object kube-prometheus-stack renders with helmfile's values (Helm, via helm-python-sdk), once per run."""
+    objects = chart.rendered(shared_dir)
+    if objects is None:
+        unavailable(chart.source(shared_dir))
+    print(f"\n{chart.source(shared_dir)}: {len(objects)} objects")
+    return objects
+
+
+@pytest.fixture(scope="session")
+def chart_prometheus(chart_objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Prometheus object the chart renders."""
+    return chart.prometheus(chart_objects)
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from offcluster import chart, helm
+from offcluster import helm
 from offcluster.helm import helm_merge
 from offcluster.manifests import render
-from tests.availability import unavailable
 from tests.manifests.deploy_spec import HELMFILE, MANIFESTS, ROOT, Obj
 
 
@@ -58,19 +57,3 @@ def grafana_defaults(shared_dir: Path) -> dict[str, Any]:
 def effective_values(chart_defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """What the chart's templates see: its defaults with the helmfile values coalesced on top."""
     return helm_merge(chart_defaults, values)
-
-
-@pytest.fixture(scope="session")
-def chart_objects(shared_dir: Path) -> list[Obj]:
-    """Every object kube-prometheus-stack renders with helmfile's values (Helm, via helm-python-sdk), once per run."""
-    objects = chart.rendered(shared_dir)
-    if objects is None:
-        unavailable(chart.source(shared_dir))
-    print(f"\n{chart.source(shared_dir)}: {len(objects)} objects")
-    return objects
-
-
-@pytest.fixture(scope="session")
-def chart_prometheus(chart_objects: list[Obj]) -> Obj:
-    """The Prometheus object the chart renders."""
-    return chart.prometheus(chart_objects)

@@ -174,14 +174,6 @@ def test_the_rendered_prometheus_selects_our_monitoring_objects(
         assert selected, f"{tree}: {obj['kind']}/{obj['metadata']['name']} is not discovered: {why}"
 
 
-def test_the_fallback_derives_the_same_selection_as_the_render(chart_prometheus: Obj) -> None:
-    """Without the chart, offcluster.chart derives the Prometheus object from the values: it must agree."""
-    derived = chart.prometheus_from_values()
-    for key, value in derived["spec"].items():
-        assert chart_prometheus["spec"].get(key) == value, key
-    assert derived["metadata"] == {k: chart_prometheus["metadata"][k] for k in ("name", "namespace")}
-
-
 @pytest.mark.parametrize(
     ("spec", "kind", "expected"),
     [

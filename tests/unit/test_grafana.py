@@ -4,6 +4,7 @@ here: the fake executables below are empty files that only give `find` a layout 
 from __future__ import annotations
 
 import configparser
+import copy
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offcluster import grafana
+from offcluster import chart, grafana
 from offcluster.__main__ import stack_from_env
 from offcluster.config import Ports
 from offcluster.helm import CHART_VALUES, GRAFANA_CHART_VALUES, chart_values, helm_merge
@@ -44,15 +45,23 @@ def _fake_grafana(root: Path, name: str = "grafana") -> Path:
     return executable
 
 
-def test_the_datasource_is_the_charts_and_the_dashboards(written, shared_dir):
-    chart = helm_merge(_yaml(shared_dir / CHART_VALUES), chart_values())["grafana"]["sidecar"]["datasources"]
+def test_the_datasource_is_the_charts_and_the_dashboards(written, chart_objects):
+    rendered = {d["type"]: d for d in chart.grafana_datasources(chart_objects)}
     sources = {d["type"]: d for d in _yaml(written / "provisioning" / "datasources" / "datasource.yaml")["datasources"]}
     prometheus = sources["prometheus"]
-    assert (prometheus["uid"], prometheus["name"]) == (chart["uid"], chart["name"])
-    assert prometheus["isDefault"] is chart["isDefaultDatasource"] is True
-    assert prometheus["url"] == f"{PROMETHEUS_URL}/" and prometheus["jsonData"]["httpMethod"] == chart["httpMethod"]
-    assert sources["alertmanager"]["uid"] == chart["alertmanager"]["uid"]
-    assert sources["alertmanager"]["url"] == f"{ALERTMANAGER_URL}/"
+    for kind, url in (("prometheus", PROMETHEUS_URL), ("alertmanager", ALERTMANAGER_URL)):
+        # What the chart provisions in a cluster, pointed at the local process; the step follows the local scrape.
+        expected = copy.deepcopy(rendered[kind])
+        expected["url"] = f"{url}/"
+        if kind == "prometheus":
+            expected["jsonData"]["timeInterval"] = "15s"
+        assert sources[kind] == expected
+    assert prometheus["isDefault"] is True
+    # Without the chart the same file comes from the chart's defaults restated in offcluster.grafana.
+    assert (prometheus["uid"], prometheus["name"]) == (
+        grafana.PROMETHEUS_DATASOURCE["uid"],
+        grafana.PROMETHEUS_DATASOURCE["name"],
+    )
     # The dashboard reads `${datasource}`, a datasource variable of this type, which defaults to the default one.
     for path in (MANIFESTS / "dashboards").glob("*.json"):
         model = json.loads(path.read_text())
