@@ -221,7 +221,20 @@ def container_port(pod: PodView, target: int | str) -> tuple[Obj, Obj] | None:
 
 def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> Verdict:
     """Whether the Grafana dashboard sidecar loads `configmap`. `sidecar` holds `label`, `label_value` (empty:
-    any value) and `namespaces` (names; "ALL", or None, means every namespace): offcluster.chart.grafana_sidecar."""
+    any value), `namespaces` (names; "ALL", or None, means every namespace) and optionally `enabled` and
+    `resource`: offcluster.chart.grafana_sidecar."""
+    if not sidecar.get("enabled", True):
+        return Verdict(
+            False,
+            "the Grafana dashboard sidecar is disabled",
+            "set the chart value grafana.sidecar.dashboards.enabled: true",
+        )
+    if sidecar.get("resource", "both") not in ("both", "configmap"):
+        return Verdict(
+            False,
+            f"the Grafana dashboard sidecar watches {sidecar['resource']}, not ConfigMaps",
+            "set the chart value grafana.sidecar.dashboards.resource: both",
+        )
     label, wanted = sidecar.get("label"), sidecar.get("label_value")
     labels = configmap["metadata"].get("labels") or {}
     shown = f"{label}={wanted}" if wanted not in (None, "") else str(label)

@@ -77,10 +77,6 @@ def prometheus_selects(obj: Obj, prometheus: Mapping[str, Any], kind: str, ns_la
 def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> tuple[bool, str]:
     """Whether the dashboard sidecar (offcluster.chart.grafana_sidecar: label, label_value, namespaces, and
     optionally enabled/resource as the grafana chart's values say) loads `configmap`."""
-    if not sidecar.get("enabled", True):
-        return False, "the dashboard sidecar is disabled"
-    if sidecar.get("resource", "both") not in ("both", "configmap"):
-        return False, f"the sidecar watches {sidecar['resource']}, not ConfigMaps"
     verdict = discovery.sidecar_sees(sidecar, configmap)
     return verdict.ok, verdict.why if not verdict.ok else "seen"
 
