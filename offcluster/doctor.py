@@ -662,10 +662,15 @@ def live_objects(from_json: Path | None) -> tuple[list[Obj], str]:
         if kubectl is None:
             raise InputError("kubectl is not on PATH: --live needs it (or --from-json FILE)")
         command = [kubectl, "get", ",".join(LIVE_KINDS), "--all-namespaces", "-o", "json"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        # No stdin: kubectl would otherwise stop to ask for a username when the kubeconfig has no credentials.
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise InputError("`kubectl get` did not answer within 120 s") from None
         if result.returncode != 0:
-            first = (result.stderr.strip().splitlines() or ["no output"])[0]
-            raise InputError(f"`kubectl get` failed: {first}")
+            # kubectl's own summary comes last, after the client library's log lines.
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise InputError(f"`kubectl get` failed: {last}")
         text, origin = result.stdout, "the cluster of kubectl's current context"
     try:
         document = json.loads(text)

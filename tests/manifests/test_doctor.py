@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.server import free_port
 from offcluster import chart, doctor
+from offcluster.__main__ import main as cli
 from offcluster.doctor import Cluster, Report, diagnose
 from offcluster.manifests import CANARY
 from tests.manifests.deploy_spec import APP_NAMESPACE, MANIFESTS, MONITORING_NAMESPACE, Obj, one
@@ -223,6 +225,29 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureF
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("doctor: "), (case, captured.err)
         assert "Traceback" not in captured.err
+
+
+def test_live_without_a_reachable_cluster_exits_2_with_kubectls_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A kubeconfig naming a port nothing listens on: the real kubectl, failing as it does for a user.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "gone", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "nobody"}}],
+                "current-context": "gone",
+                "users": [{"name": "nobody", "user": {}}],
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert cli(["doctor", "--live"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("doctor: `kubectl get` failed: The connection to the server 127.0.0.1:") and "\n" not in err
 
 
 # ---- live mode: documents built from the rendered manifests, with status filled in -----------------------------
