@@ -720,14 +720,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m offcluster doctor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("directory", nargs="?", default=str(MANIFESTS), help="a kustomization (default manifests)")
+    parser.add_argument("directory", nargs="?", help="a kustomization (default manifests)")
     parser.add_argument("--live", action="store_true", help="walk the cluster kubectl points at")
     parser.add_argument("--from-json", type=Path, metavar="FILE", help="a saved `kubectl get ... -A -o json`")
     parser.add_argument("-n", "--namespace", help="only the objects of this namespace")
     args = parser.parse_args(argv)
+    live = args.live or args.from_json is not None
+    if live and args.directory:
+        parser.error("DIR is for the offline walk: give it or --live / --from-json, not both")
     try:
-        live = args.live or args.from_json is not None
-        cluster = live_cluster(args.from_json) if live else offline_cluster(Path(args.directory))
+        cluster = live_cluster(args.from_json) if live else offline_cluster(Path(args.directory or MANIFESTS))
         reports = diagnose(cluster, args.namespace)
     except InputError as exc:
         print(f"doctor: {exc}", file=sys.stderr)

@@ -227,6 +227,20 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureF
         assert "Traceback" not in captured.err
 
 
+def test_a_kustomization_without_monitors_is_not_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources:\n  - namespace.yaml\n")
+    (tmp_path / "namespace.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: empty\n")
+    assert doctor.main([str(tmp_path)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "result: BROKEN, no ServiceMonitor or PodMonitor to walk"
+
+
+def test_a_directory_and_live_mode_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        doctor.main([str(MANIFESTS), "--live"])
+    assert exited.value.code == 2
+    assert "not both" in capsys.readouterr().err
+
+
 def test_live_without_a_reachable_cluster_exits_2_with_kubectls_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
