@@ -461,15 +461,16 @@ def _readiness(report: Report, cluster: Cluster, reached: list[tuple[Obj, Obj, P
                 ),
                 ""
                 if ready
-                else "see why with `kubectl describe pod` (Events, Conditions) and the readiness probe's "
-                "endpoint in the container's logs",
+                else "find why the readiness probe fails with `kubectl describe pod` (Events, Conditions) and the "
+                "container's logs; Prometheus keeps not-ready pods as targets, but none of them serves",
             ),
         )
 
 
 def _live_endpoints(report: Report, cluster: Cluster, ports: list[tuple[Obj, Obj]]) -> None:
-    """What the operator's `role: endpointslice` discovery really reads: ready endpoints on the port."""
-    found, slices_seen = 0, []
+    """What the operator's endpoint discovery reads: the Service's EndpointSlices. Prometheus makes a target of
+    every endpoint on the port, ready or not (`__meta_kubernetes_endpointslice_endpoint_conditions_ready`)."""
+    total, ready, slices_seen = 0, 0, []
     for service, port in ports:
         namespace, name = service["metadata"].get("namespace", "default"), service["metadata"]["name"]
         for eps in cluster.of_kind("EndpointSlice"):
@@ -479,27 +480,25 @@ def _live_endpoints(report: Report, cluster: Cluster, ports: list[tuple[Obj, Obj
             slices_seen.append(ref(eps))
             if not any(p.get("name") == port.get("name") for p in eps.get("ports") or []):
                 continue
+            endpoints = eps.get("endpoints") or []
+            total += len(endpoints)
             # A null `ready` means ready (discovery.k8s.io/v1).
-            found += sum(1 for e in eps.get("endpoints") or [] if (e.get("conditions") or {}).get("ready") is not False)
-    service = ports[0][0]
-    if found:
-        report.add(
-            "endpointslice",
-            Verdict(True, f"{', '.join(slices_seen)}: {found} ready endpoint(s) on port {ports[0][1].get('name')}"),
+            ready += sum(1 for e in endpoints if (e.get("conditions") or {}).get("ready") is not False)
+    service, port_name = ports[0][0], ports[0][1].get("name")
+    name = service["metadata"]["name"]
+    where = ", ".join(slices_seen) or f"no EndpointSlice labelled {SERVICE_NAME_LABEL}={name}"
+    namespace = service["metadata"].get("namespace")
+    if (service.get("spec") or {}).get("selector"):
+        fix = (
+            f"run `kubectl -n {namespace} get pods` and `kubectl -n {namespace} describe service {name}`: the "
+            "pods it selects must be scheduled and hold an IP"
         )
-        return
+    else:
+        fix = f"{ref(service)} has no selector: whatever writes its endpoints wrote none"
+    text = f"{where}: {total} endpoint(s) on port {port_name}, {ready} ready"
     report.add(
         "endpointslice",
-        Verdict(
-            False,
-            (
-                f"{', '.join(slices_seen)} list no ready endpoint on port {ports[0][1].get('name')}"
-                if slices_seen
-                else f"no EndpointSlice has {SERVICE_NAME_LABEL}={service['metadata']['name']}"
-            ),
-            f"check `kubectl -n {service['metadata'].get('namespace')} get endpointslices -l "
-            f"{SERVICE_NAME_LABEL}={service['metadata']['name']} -o yaml` and the pods' readiness",
-        ),
+        Verdict(bool(total), text + ("" if total else ": Prometheus has no target"), "" if total else fix),
     )
 
 

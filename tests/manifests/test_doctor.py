@@ -358,7 +358,7 @@ def test_live_a_healthy_cluster_passes(live: list[Obj], tmp_path: Path, capsys: 
     code, out = _run_live(live, tmp_path, capsys)
     assert code == 0, out
     assert "  ok     pods-ready           2/2 pods ready" in out
-    assert "2 ready endpoint(s) on port metrics" in out
+    assert "2 endpoint(s) on port metrics, 2 ready" in out
 
 
 def test_live_one_unready_pod_is_named_and_the_other_still_scraped(
@@ -371,7 +371,7 @@ def test_live_one_unready_pod_is_named_and_the_other_still_scraped(
     assert f"1/2 pods ready: not ready Pod {APP_NAMESPACE}/{unready['metadata']['name']}" in out
 
 
-def test_live_no_ready_pod_breaks_readiness_and_endpoints(
+def test_live_no_ready_pod_breaks_readiness_and_its_endpoints_stay_targets(
     live: list[Obj], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for pod in _app_pods(live):
@@ -380,8 +380,10 @@ def test_live_no_ready_pod_breaks_readiness_and_endpoints(
         endpoint["conditions"]["ready"] = False
     code, out = _run_live(live, tmp_path, capsys)
     assert code == 1
-    assert _broken_keys(out) == {"pods-ready", "endpointslice"}, out
+    assert _broken_keys(out) == {"pods-ready"}, out
     assert "0/2 pods ready" in out
+    # Prometheus still makes targets of not-ready endpoints (labelled ready=false).
+    assert "2 endpoint(s) on port metrics, 0 ready" in out
 
 
 def test_live_an_empty_endpointslice_is_broken(
@@ -391,7 +393,7 @@ def test_live_an_empty_endpointslice_is_broken(
     code, out = _run_live(live, tmp_path, capsys)
     assert code == 1
     assert _broken_keys(out) == {"endpointslice"}, out
-    assert "EndpointSlice ml-serving/wine-classifier-x7k2p list no ready endpoint on port metrics" in out
+    assert "EndpointSlice ml-serving/wine-classifier-x7k2p: 0 endpoint(s) on port metrics, 0 ready" in out
 
 
 def test_live_a_prometheus_in_another_namespace_is_kept_out_by_the_policy(
@@ -455,7 +457,7 @@ def test_live_a_service_without_selector_is_judged_by_its_endpointslices(
     code, out = _run_live(live, tmp_path, capsys)
     assert code == 0, out
     assert "has no spec.selector: another controller writes its endpoints" in out
-    assert "2 ready endpoint(s) on port metrics" in out
+    assert "2 endpoint(s) on port metrics, 2 ready" in out
     one(live, "EndpointSlice")["endpoints"] = []
     code, out = _run_live(live, tmp_path, capsys)
     assert code == 1 and _broken_keys(out) == {"endpointslice"}, out
