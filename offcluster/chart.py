@@ -93,12 +93,16 @@ def _disable(values: dict[str, Any], condition: str) -> dict[str, Any]:
     return helm_merge(values, override)
 
 
+# libyaml's parser when PyYAML has it: the chart's dashboard ConfigMaps take the pure-Python one seconds.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse(manifests: dict[str, str]) -> list[Obj]:
     objects: list[Obj] = []
     for path in sorted(manifests):
         if path.endswith("NOTES.txt"):
             continue
-        objects.extend(doc for doc in yaml.safe_load_all(manifests[path]) if doc)
+        objects.extend(doc for doc in yaml.load_all(manifests[path], Loader=_LOADER) if doc)
     return objects
 
 
