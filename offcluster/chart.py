@@ -1,10 +1,11 @@
 """What kube-prometheus-stack makes of helmfile.yaml's values, rendered by Helm itself.
 
 The chart, pinned in helmfile.yaml, is read from the reference data (`$SHARED_DIR/charts/kube-prometheus-stack`,
-default `../shared`; README "Reference data" says how to get it) and rendered with helm-python-sdk (Helm v4 as
-a library, no cluster, no helm binary) under the release name and namespace helmfile declares. The objects that
-decide whether this project's monitoring is wired (the Prometheus object's selectors and intervals, the
-Alertmanager configuration Secret, the Grafana sidecar and datasource) are read from that render.
+default: shared/ next to the project; README "Reference data" says how to get it) and rendered with
+helm-python-sdk (Helm v4 as a library, no cluster, no helm binary) under the release name and namespace
+helmfile declares. The objects that decide whether this project's monitoring is wired (the Prometheus
+object's selectors and intervals, the Alertmanager configuration Secret, the Grafana sidecar and datasource)
+are read from that render.
 
 Where the chart or helm-python-sdk is absent (a clone without the reference data), the same fields are derived
 from the helmfile values and the chart's documented behaviour: the fallback. `source()` says which was used.
@@ -92,12 +93,16 @@ def _disable(values: dict[str, Any], condition: str) -> dict[str, Any]:
     return helm_merge(values, override)
 
 
+# libyaml's parser when PyYAML has it: the chart's dashboard ConfigMaps take the pure-Python one seconds.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse(manifests: dict[str, str]) -> list[Obj]:
     objects: list[Obj] = []
     for path in sorted(manifests):
         if path.endswith("NOTES.txt"):
             continue
-        objects.extend(doc for doc in yaml.safe_load_all(manifests[path]) if doc)
+        objects.extend(doc for doc in yaml.load_all(manifests[path], Loader=_LOADER) if doc)
     return objects
 
 
