@@ -15,8 +15,8 @@ import yaml
 from harness.server import free_port
 from offcluster import chart, doctor
 from offcluster.__main__ import main as cli
-from offcluster.doctor import Cluster, Report, diagnose
 from offcluster.manifests import CANARY
+from offcluster.walk import SERVICE_NAME_LABEL, Cluster, Hop, Report, diagnose
 from tests.manifests.deploy_spec import APP_NAMESPACE, MANIFESTS, MONITORING_NAMESPACE, Obj, one
 
 Edit = Callable[[list[Obj], Obj], None]
@@ -33,8 +33,8 @@ def sidecar() -> dict[str, Any]:
     return chart.grafana_sidecar()
 
 
-def broken(reports: list[Report]) -> dict[str, list[doctor.Hop]]:
-    found: dict[str, list[doctor.Hop]] = {}
+def broken(reports: list[Report]) -> dict[str, list[Hop]]:
+    found: dict[str, list[Hop]] = {}
     for report in reports:
         for hop in report.hops:
             if not hop.ok:
@@ -322,7 +322,7 @@ def _live(base_objects: list[Obj], prometheus: Obj, sidecar: dict[str, Any]) -> 
             "metadata": {
                 "name": "wine-classifier-x7k2p",
                 "namespace": APP_NAMESPACE,
-                "labels": {doctor.SERVICE_NAME_LABEL: service["metadata"]["name"]},
+                "labels": {SERVICE_NAME_LABEL: service["metadata"]["name"]},
             },
             "addressType": "IPv4",
             "endpoints": endpoints,
