@@ -296,10 +296,15 @@ def _pods(report: Report, cluster: Cluster, ports: list[tuple[Obj, Obj]]) -> lis
 def _target_ports(report: Report, chains: list[tuple[Obj, Obj, PodView]]) -> list[Target]:
     """The Service port's targetPort is a container port of those pods."""
     reached: list[Target] = []
+    undeclared = False
     for service, port, pod in chains:
         found = d.container_port(pod, _target(port))
         if found:
             reached.append(Target(service, port, pod, *found))
+        elif isinstance(_target(port), int) and pod.containers:
+            # A number reaches the pod whether or not a container declares it; only a name must resolve.
+            reached.append(Target(service, port, pod, pod.containers[0], {"containerPort": _target(port)}))
+            undeclared = True
     if not reached:
         _, port, pod = chains[0]
         declared = ", ".join(
@@ -319,6 +324,17 @@ def _target_ports(report: Report, chains: list[tuple[Obj, Obj, PodView]]) -> lis
         )
         return []
     first = reached[0]
+    if undeclared:
+        report.add(
+            "target-port",
+            Verdict(
+                True,
+                f"targetPort {_target(first.service_port)} is declared by no "
+                "container: traffic still reaches it, but the target gets no "
+                "`container` label (name the container port to get one)",
+            ),
+        )
+        return reached
     report.add(
         "target-port",
         Verdict(

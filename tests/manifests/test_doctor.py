@@ -198,6 +198,20 @@ def test_the_command_prints_the_broken_hop_with_its_fix(
     assert out.splitlines()[-1].startswith("result: BROKEN")
 
 
+def test_a_numeric_target_port_reaches_the_pod_even_undeclared(
+    base_objects: list[Obj], prometheus: Obj, sidecar: dict[str, Any]
+) -> None:
+    objects = copy.deepcopy(base_objects)
+    _metrics_port(objects)["targetPort"] = 9100
+    del _container(objects)["ports"][1]  # the container no longer declares 9100...
+    # ...so a NetworkPolicy naming the port `metrics` resolves to nothing: it must give the number too.
+    one(objects, "NetworkPolicy")["spec"]["ingress"][0]["ports"][0]["port"] = 9100
+    reports = diagnose(Cluster(objects, [prometheus], sidecar, live=False, origin="numeric targetPort"))
+    assert broken(reports) == {}
+    hop = next(h for r in reports for h in r.hops if h.key == "target-port")
+    assert "targetPort 9100 is declared by no container" in hop.text
+
+
 # ---- bad input -------------------------------------------------------------------------------------------------
 
 
