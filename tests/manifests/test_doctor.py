@@ -97,6 +97,10 @@ def _selector_on_service_selector(objects: list[Obj], _: Obj) -> None:
     _monitor(objects, _)["spec"]["selector"] = {"matchLabels": {"track": "stable"}}
 
 
+def _looks_in_another_namespace(objects: list[Obj], _: Obj) -> None:
+    _monitor(objects, _)["spec"]["namespaceSelector"] = {"matchNames": ["default"]}
+
+
 def _port_number_name(objects: list[Obj], _: Obj) -> None:
     _monitor(objects, _)["spec"]["endpoints"][0]["port"] = "http-metrics"
 
@@ -139,6 +143,7 @@ BROKEN_COPIES: list[tuple[str, Edit, str, str]] = [
     ("wrong-release-label", _wrong_release, "prometheus-selector", "add the label release=kube-prometheus-stack"),
     ("namespace-not-selected", _restricted_namespaces, "prometheus-namespace", "label namespace ml-serving"),
     ("selector-matches-no-service", _selector_on_service_selector, "service", "match the Service's metadata.labels"),
+    ("monitor-looks-in-another-namespace", _looks_in_another_namespace, "service", "namespaceSelector.matchNames"),
     ("endpoint-port-not-a-service-port", _port_number_name, "port", "set endpoints[0].port to the name"),
     (
         "endpoint-port-a-number",
