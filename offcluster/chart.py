@@ -282,6 +282,18 @@ def grafana_datasources(objects: list[Obj] | None = None, helmfile: Path = HELMF
     return found or None
 
 
+def grafana_dashboard_providers(
+    objects: list[Obj] | None = None, helmfile: Path = HELMFILE
+) -> list[dict[str, Any]] | None:
+    """The dashboard providers the grafana subchart provisions (its ConfigMap holding `provider.yaml`: a file
+    provider reading the folder the sidecar fills); None without a render that includes the subchart."""
+    objects = _objects(objects, helmfile)
+    for cm in objects or []:
+        if cm.get("kind") == "ConfigMap" and "provider.yaml" in (cm.get("data") or {}):
+            return (yaml.safe_load(cm["data"]["provider.yaml"]) or {}).get("providers") or None
+    return None
+
+
 def _rendered_datasource_uid(objects: list[Obj]) -> str | None:
     for ds in grafana_datasources(objects) or []:
         if ds.get("type") == "prometheus" and ds.get("isDefault"):

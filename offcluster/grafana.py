@@ -138,6 +138,14 @@ def datasources(prometheus_url: str, alertmanager_url: str, scrape_interval: str
 
 
 def provider(directory: Path = DASHBOARDS) -> dict[str, Any]:
+    """The grafana chart's dashboard provider (offcluster.chart: rendered when the grafana subchart is there,
+    else its defaults restated in PROVIDER), reading `directory` instead of the folder the sidecar fills."""
+    rendered = chart.grafana_dashboard_providers()
+    if rendered:
+        providers = copy.deepcopy(rendered)
+        for entry in providers:
+            entry.setdefault("options", {})["path"] = str(directory)
+        return {"apiVersion": 1, "providers": providers}
     return {
         "apiVersion": 1,
         "providers": [

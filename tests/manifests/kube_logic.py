@@ -1,15 +1,16 @@
 """The rules a cluster applies silently, re-implemented small enough to check offline.
 
-Each function mirrors one piece of Kubernetes, kube-prometheus-stack, the Grafana sidecar or Alertmanager
+Each function mirrors one piece of Kubernetes, prometheus-operator, the Grafana sidecar or Alertmanager
 behaviour that decides whether an object is picked up. When one of them disagrees with reality, the
 symptom on a cluster is "nothing happens", which is why the tests check these instead of trusting names.
+What kube-prometheus-stack itself writes (the Prometheus object, the sidecar's settings) is not re-derived
+here: Helm renders it (offcluster/chart.py).
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -107,49 +108,6 @@ def _close(node: Any) -> None:
 
 
 # ---- Alertmanager routing ---------------------------------------------------------------------------------
-
-_MATCHER = re.compile(r"^\s*\{?\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*\}?\s*$")
-
-
-def parse_matcher(text: str) -> tuple[str, str, str]:
-    """One Alertmanager matcher string (`name = "value"`, `name=~regex`...) as (name, op, value)."""
-    found = _MATCHER.match(text)
-    if not found:
-        raise ValueError(f"not an Alertmanager matcher: {text!r}")
-    name, op, value = found.groups()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return name, op, value
-
-
-def _matcher_holds(name: str, op: str, value: str, labels: Labels) -> bool:
-    actual = labels.get(name, "")
-    if op == "=":
-        return actual == value
-    if op == "!=":
-        return actual != value
-    matched = re.fullmatch(value, actual) is not None
-    return matched if op == "=~" else not matched
-
-
-def route_matches(route: Mapping[str, Any], labels: Labels) -> bool:
-    checks = [parse_matcher(m) for m in route.get("matchers") or []]
-    checks += [(k, "=", str(v)) for k, v in (route.get("match") or {}).items()]
-    checks += [(k, "=~", str(v)) for k, v in (route.get("match_re") or {}).items()]
-    return all(_matcher_holds(n, op, v, labels) for n, op, v in checks)
-
-
-def receivers_for(route: Mapping[str, Any], labels: Labels, inherited: str | None = None) -> list[str]:
-    """The receivers an alert with `labels` is sent to, walking the routing tree as Alertmanager does:
-    depth first, first matching child wins unless it says `continue`, receivers inherited downwards."""
-    receiver = route.get("receiver", inherited)
-    found: list[str] = []
-    for child in route.get("routes") or []:
-        if route_matches(child, labels):
-            found.extend(receivers_for(child, labels, receiver))
-            if not child.get("continue"):
-                break
-    return found or [receiver]
 
 
 def all_receiver_refs(route: Mapping[str, Any]) -> set[str]:

@@ -3,29 +3,22 @@ the objects the cluster would get, checked against what this project assumes of 
 
 The selection of manifests/ and canary/ by the rendered Prometheus object and the Grafana sidecar's view of
 the dashboard ConfigMap are in test_manifests_wiring.py; the routing of every alert label set through the
-rendered Alertmanager configuration is in tests/rules/test_routing.py.
+rendered Alertmanager configuration is in tests/rules/test_routing.py; the pinned version against the chart's
+Chart.yaml in test_helm_values.py (and offcluster.chart refuses to render another version).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from alerts import simulate
 from offcluster import chart
-from offcluster.helm import CHART, chart_values
+from offcluster.helm import chart_values
 from tests.manifests.deploy_spec import APP_RECEIVER, MANIFESTS, ROOT, Obj, one
 
 DETECTION_DOC = ROOT / "docs" / "detection.md"
-
-
-def test_the_chart_in_shared_dir_is_the_one_helmfile_pins(release: dict[str, Any], shared_dir: Path) -> None:
-    meta = yaml.safe_load((shared_dir / chart.CHART_DIR / "Chart.yaml").read_text())
-    assert (meta["name"], meta["version"]) == (CHART, str(release["version"]))
 
 
 def test_the_render_is_the_release_helmfile_declares(chart_objects: list[Obj], release: dict[str, Any]) -> None:
