@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.train import Dataset, synthetic, train, wine, write_artefact
 from harness.server import ROOT, Server, free_port, start_server, wait_for
@@ -259,6 +260,15 @@ def query(url: str, expr: str) -> list[dict]:
     return answer["data"]["result"]
 
 
+def own_metrics(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Prometheus's own /metrics, by sample name."""
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -346,19 +356,25 @@ def measure(pods: int, features: int, real_pods: int, evaluations: int, workdir:
         ports = [int(s.metrics.rsplit(":", 1)[1].split("/", 1)[0]) for s in servers] + light_ports
         config = prometheus_config(objects, pods, ports, workdir / "rules.yaml", intervals)
         url, pid = stack.enter_context(prometheus(workdir, config, rule_groups(objects)))
-        # The first evaluation sees one scrape; rates need two: wait out the requested evaluations after that.
-        time.sleep(seconds(intervals.scrape) + evaluations * seconds(intervals.evaluation) + 2)
+        # The first evaluation sees one scrape, and rates need two: wait one scrape interval, then read
+        # Prometheus's own /metrics after each of the requested evaluations (it does not scrape itself here,
+        # so that its head holds only what the pods and the rules put there).
+        time.sleep(seconds(intervals.scrape))
+        groups: dict[str, float] = {}
+        for _ in range(evaluations):
+            time.sleep(seconds(intervals.evaluation))
+            own = own_metrics(url)
+            for labels, value in own.get("prometheus_rule_group_last_duration_seconds", []):
+                name = labels["rule_group"].rsplit(";", 1)[-1]
+                groups[name] = max(groups.get(name, 0.0), value)
+        evaluation = max(v for _, v in own["prometheus_rule_group_interval_seconds"])
+        head = int(own["prometheus_tsdb_head_series"][0][1])
+        window = f"{seconds(intervals.evaluation) * evaluations:.0f}s"
         by_target = {
             r["metric"]["instance"]: float(r["value"][1])
-            for r in query(url, f'max_over_time(scrape_duration_seconds{{job!="", pod!=""}}[{evaluations}m])')
+            for r in query(url, f'max_over_time(scrape_duration_seconds{{pod!=""}}[{window}])')
         }
-        samples = query(url, "max(scrape_samples_scraped)")
-        groups = {
-            r["metric"]["rule_group"].rsplit(";", 1)[-1]: float(r["value"][1])
-            for r in query(url, f"max_over_time(prometheus_rule_group_last_duration_seconds[{evaluations}m])")
-        }
-        evaluation = float(query(url, "max(prometheus_rule_group_interval_seconds)")[0]["value"][1])
-        head = int(float(query(url, "prometheus_tsdb_head_series")[0]["value"][1]))
+        samples = query(url, 'max(scrape_samples_scraped{pod!=""})')
         labels = {k: v for k, v in _target_labels(url).items() if k in ("namespace", "job")}
         drift = query_seconds(url, drift_panel_expr({**labels, "datasource": "prometheus"}))
         rss = rss_bytes(pid)
