@@ -37,6 +37,7 @@ import yaml
 
 from alerts.rules import ROOT
 from alerts.traffic import CLASSES, Sample, SeriesKey, Traffic, gauges, sample_minutes
+from app.train import DRIFT_FEATURES
 from dashboard.promql import metric_names
 from offcluster.durations import seconds
 from offcluster.helm import chart_values
@@ -565,12 +566,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alerts.simulate", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"also write the table to {DOC.relative_to(ROOT)}")
     parser.add_argument("--seed", type=int, default=1, help="seed of the row and minute draws")
+    parser.add_argument(
+        "--drift-features",
+        type=int,
+        default=DRIFT_FEATURES,
+        help="train the model with drift bins on only this many features: with 3, the drifted feature is outside "
+        "the set, and the table shows what still catches it (docs/runbooks.md)",
+    )
     args = parser.parse_args(argv)
+    if args.write and args.drift_features != DRIFT_FEATURES:
+        parser.error("--write records the default model's table: leave --drift-features out")
     from app.train import train, write_artefact
 
     with tempfile.TemporaryDirectory(prefix="alerts-simulate-") as tmp:
         workdir = Path(tmp)
-        write_artefact(*train(), workdir / "model")
+        metadata = write_artefact(*train(drift_features=args.drift_features), workdir / "model")
+        monitored = [f["name"] for f in metadata["reference"]["features"]]
+        if FEATURE not in monitored:
+            print(f"{FEATURE} has no drift bins: the model monitors {', '.join(monitored)}")
         cluster_ = cluster()
         started = time.monotonic()
         pools = sample_pools(workdir / "model", workdir / "servers", args.seed)

@@ -63,6 +63,11 @@ TRAFFIC_ROWS = 8  # rows per /predict of the background traffic
 TRAFFIC_PAUSE = 0.2  # seconds between two requests to one real pod
 FEEDBACK_EVERY = 5  # one /feedback per this many /predict
 QUERY_REPEATS = 5
+SCRAPE_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
 
 
 def load() -> str:
@@ -316,8 +321,10 @@ class Measured:
     series_per_pod: int
     scrape_bytes_real: int
     scrape_bytes_light: int
-    scrape_seconds_real: float
-    scrape_seconds_light: float
+    scrape_seconds_real: tuple[float, float]  # median and max over the real pods' scrapes
+    scrape_seconds_light: tuple[float, float]  # the same over the light targets
+    get_metrics_seconds: float  # median of GET /metrics of a real pod, timed here
+    prometheus_cpu_share: float  # Prometheus's CPU seconds per second over the measured evaluations
     samples_per_scrape: int
     rule_groups: dict[str, float]
     evaluation_seconds: float
@@ -361,18 +368,23 @@ def measure(pods: int, features: int, real_pods: int, evaluations: int, workdir:
         # so that its head holds only what the pods and the rules put there).
         time.sleep(seconds(intervals.scrape))
         groups: dict[str, float] = {}
+        cpu_before, cpu_started = _cpu_seconds(own_metrics(url)), time.monotonic()
         for _ in range(evaluations):
             time.sleep(seconds(intervals.evaluation))
             own = own_metrics(url)
             for labels, value in own.get("prometheus_rule_group_last_duration_seconds", []):
                 name = labels["rule_group"].rsplit(";", 1)[-1]
                 groups[name] = max(groups.get(name, 0.0), value)
+        cpu_share = (_cpu_seconds(own) - cpu_before) / (time.monotonic() - cpu_started)
         evaluation = max(v for _, v in own["prometheus_rule_group_interval_seconds"])
         head = int(own["prometheus_tsdb_head_series"][0][1])
         window = f"{seconds(intervals.evaluation) * evaluations:.0f}s"
-        by_target = {
-            r["metric"]["instance"]: float(r["value"][1])
-            for r in query(url, f'max_over_time(scrape_duration_seconds{{pod!=""}}[{window}])')
+        durations = {
+            fn: {
+                r["metric"]["instance"]: float(r["value"][1])
+                for r in query(url, f'{fn}_over_time(scrape_duration_seconds{{pod!=""}}[{window}])')
+            }
+            for fn in ("max", "avg")
         }
         samples = query(url, 'max(scrape_samples_scraped{pod!=""})')
         labels = {k: v for k, v in _target_labels(url).items() if k in ("namespace", "job")}
@@ -382,9 +394,15 @@ def measure(pods: int, features: int, real_pods: int, evaluations: int, workdir:
         if light_ports:
             light_bytes = len(requests.get(f"http://127.0.0.1:{light_ports[0]}/metrics", timeout=10).content)
         real_bytes = len(servers[0].scrape().encode())
+        get_metrics = statistics.median(_timed(servers[0].metrics) for _ in range(QUERY_REPEATS * 4))
     real_names = {f"127.0.0.1:{port}" for port in ports[:real]}
-    real_times = [v for k, v in by_target.items() if k in real_names]
-    light_times = [v for k, v in by_target.items() if k not in real_names]
+
+    def spread(real_targets: bool) -> tuple[float, float]:
+        wanted = [k for k in durations["max"] if (k in real_names) == real_targets]
+        if not wanted:
+            return float("nan"), float("nan")
+        return statistics.median(durations["avg"][k] for k in wanted), max(durations["max"][k] for k in wanted)
+
     series_per_pod = len(parse_exposition(recorded)[1])
     return Measured(
         pods=pods,
@@ -394,8 +412,10 @@ def measure(pods: int, features: int, real_pods: int, evaluations: int, workdir:
         series_per_pod=series_per_pod,
         scrape_bytes_real=real_bytes,
         scrape_bytes_light=light_bytes,
-        scrape_seconds_real=max(real_times) if real_times else float("nan"),
-        scrape_seconds_light=statistics.median(light_times) if light_times else float("nan"),
+        scrape_seconds_real=spread(True),
+        scrape_seconds_light=spread(False),
+        get_metrics_seconds=get_metrics,
+        prometheus_cpu_share=cpu_share,
         samples_per_scrape=int(float(samples[0]["value"][1])),
         rule_groups=groups,
         evaluation_seconds=evaluation,
@@ -411,14 +431,31 @@ def _target_labels(url: str) -> dict[str, str]:
     return query(url, 'up{pod!=""}')[0]["metric"]
 
 
+def _ms(pair: tuple[float, float]) -> str:
+    return f"{pair[0] * 1000:.1f}/{pair[1] * 1000:.1f}"
+
+
+def _timed(url: str) -> float:
+    """One GET as Prometheus 2.42 scrapes: OpenMetrics preferred, gzip, a new connection."""
+    started = time.perf_counter()
+    requests.get(url, headers=SCRAPE_HEADERS, timeout=10).raise_for_status()
+    return time.perf_counter() - started
+
+
+def _cpu_seconds(own: dict[str, list[tuple[dict[str, str], float]]]) -> float:
+    return own["process_cpu_seconds_total"][0][1]
+
+
 def report(m: Measured) -> str:
     lines = [
         f"== pods {m.pods}, features {m.features} (drift bins on {m.monitored}); "
         f"load before {m.load_before}, after {m.load_after}; {m.wall_seconds:.0f} s",
         f"head series {m.head_series}; series per pod {m.series_per_pod}; samples per scrape {m.samples_per_scrape}",
-        f"scrape per target: real pod {m.scrape_bytes_real} bytes, {m.scrape_seconds_real * 1000:.1f} ms (max); "
-        f"light target {m.scrape_bytes_light} bytes, {m.scrape_seconds_light * 1000:.1f} ms (median)",
-        f"prometheus RSS {m.rss_bytes / 2**20:.0f} MiB; drift panel query {m.drift_query_seconds * 1000:.1f} ms",
+        f"scrape_duration_seconds per target, typical/max ms: real pods {_ms(m.scrape_seconds_real)} "
+        f"({m.scrape_bytes_real} bytes), light targets {_ms(m.scrape_seconds_light)} ({m.scrape_bytes_light} bytes); "
+        f"GET /metrics of a real pod timed here: {m.get_metrics_seconds * 1000:.1f} ms (median)",
+        f"prometheus RSS {m.rss_bytes / 2**20:.0f} MiB, CPU {m.prometheus_cpu_share:.1%} of a core; "
+        f"drift panel query {m.drift_query_seconds * 1000:.1f} ms",
         f"rule groups (max last duration, ms; evaluation interval {m.evaluation_seconds:g} s):",
     ]
     for name, value in sorted(m.rule_groups.items(), key=lambda kv: -kv[1]):
@@ -434,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluations", type=int, default=4, help="rule evaluations to wait for per size")
     parser.add_argument("--json", type=Path, help="also write the measurements as JSON lines here")
     args = parser.parse_args(argv)
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the pods and Prometheus are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if shutil.which("prometheus") is None:
         print("prometheus is not on PATH (Debian: apt-get install prometheus)", file=sys.stderr)
         return 2
