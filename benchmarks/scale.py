@@ -63,6 +63,7 @@ TRAFFIC_ROWS = 8  # rows per /predict of the background traffic
 TRAFFIC_PAUSE = 0.2  # seconds between two requests to one real pod
 FEEDBACK_EVERY = 5  # one /feedback per this many /predict
 QUERY_REPEATS = 5
+SCRAPE_REPEATS = 20
 SCRAPE_HEADERS = {
     "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
@@ -324,6 +325,7 @@ class Measured:
     scrape_seconds_real: tuple[float, float]  # median and max over the real pods' scrapes
     scrape_seconds_light: tuple[float, float]  # the same over the light targets
     get_metrics_seconds: float  # median of GET /metrics of a real pod, timed here
+    scrape_cpu_seconds: float  # CPU of the real pod's gunicorn master per GET /metrics (load-independent)
     prometheus_cpu_share: float  # Prometheus's CPU seconds per second over the measured evaluations
     samples_per_scrape: int
     rule_groups: dict[str, float]
@@ -394,7 +396,10 @@ def measure(pods: int, features: int, real_pods: int, evaluations: int, workdir:
         if light_ports:
             light_bytes = len(requests.get(f"http://127.0.0.1:{light_ports[0]}/metrics", timeout=10).content)
         real_bytes = len(servers[0].scrape().encode())
-        get_metrics = statistics.median(_timed(servers[0].metrics) for _ in range(QUERY_REPEATS * 4))
+        master_cpu = _process_cpu_seconds(servers[0].process.pid)
+        get_metrics = statistics.median(_timed(servers[0].metrics) for _ in range(SCRAPE_REPEATS))
+        # The master serves /metrics and nothing else (workers answer requests): its CPU is the exposition's.
+        scrape_cpu = (_process_cpu_seconds(servers[0].process.pid) - master_cpu) / SCRAPE_REPEATS
     real_names = {f"127.0.0.1:{port}" for port in ports[:real]}
 
     def spread(real_targets: bool) -> tuple[float, float]:
@@ -415,6 +420,7 @@ def measure(pods: int, features: int, real_pods: int, evaluations: int, workdir:
         scrape_seconds_real=spread(True),
         scrape_seconds_light=spread(False),
         get_metrics_seconds=get_metrics,
+        scrape_cpu_seconds=scrape_cpu,
         prometheus_cpu_share=cpu_share,
         samples_per_scrape=int(float(samples[0]["value"][1])),
         rule_groups=groups,
@@ -442,6 +448,12 @@ def _timed(url: str) -> float:
     return time.perf_counter() - started
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (not its children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(own: dict[str, list[tuple[dict[str, str], float]]]) -> float:
     return own["process_cpu_seconds_total"][0][1]
 
@@ -453,7 +465,8 @@ def report(m: Measured) -> str:
         f"head series {m.head_series}; series per pod {m.series_per_pod}; samples per scrape {m.samples_per_scrape}",
         f"scrape_duration_seconds per target, typical/max ms: real pods {_ms(m.scrape_seconds_real)} "
         f"({m.scrape_bytes_real} bytes), light targets {_ms(m.scrape_seconds_light)} ({m.scrape_bytes_light} bytes); "
-        f"GET /metrics of a real pod timed here: {m.get_metrics_seconds * 1000:.1f} ms (median)",
+        f"GET /metrics of a real pod timed here: {m.get_metrics_seconds * 1000:.1f} ms (median), "
+        f"{m.scrape_cpu_seconds * 1000:.1f} ms CPU of its master per scrape",
         f"prometheus RSS {m.rss_bytes / 2**20:.0f} MiB, CPU {m.prometheus_cpu_share:.1%} of a core; "
         f"drift panel query {m.drift_query_seconds * 1000:.1f} ms",
         f"rule groups (max last duration, ms; evaluation interval {m.evaluation_seconds:g} s):",
