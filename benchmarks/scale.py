@@ -47,7 +47,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.train import Dataset, synthetic, train, wine, write_artefact
+from app.train import DRIFT_FEATURES, Dataset, synthetic, train, wine, write_artefact
 from harness.server import ROOT, Server, free_port, start_server, wait_for
 from offcluster.durations import seconds
 from offcluster.helm import chart_values
@@ -337,14 +337,16 @@ class Measured:
     wall_seconds: float
 
 
-def measure(pods: int, features: int, real_pods: int, evaluations: int, workdir: Path) -> Measured:
+def measure(
+    pods: int, features: int, real_pods: int, evaluations: int, workdir: Path, drift_features: int = DRIFT_FEATURES
+) -> Measured:
     load_before = load()
     started = time.monotonic()
     objects = render()
     intervals = cluster_intervals(objects)
     data = dataset(features)
     model_dir = workdir / "model"
-    metadata = write_artefact(*train(dataset=data), model_dir)
+    metadata = write_artefact(*train(dataset=data, drift_features=drift_features), model_dir)
     real = min(real_pods, pods)
     stop = threading.Event()
     with ExitStack() as stack:
@@ -482,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", type=int, nargs="+", default=[100], help="model width(s)")
     parser.add_argument("--real-pods", type=int, default=2, help="how many targets are real gunicorn pods")
     parser.add_argument("--evaluations", type=int, default=4, help="rule evaluations to wait for per size")
+    parser.add_argument(
+        "--drift-features", type=int, default=DRIFT_FEATURES, help="drift bins on at most this many features"
+    )
     parser.add_argument("--json", type=Path, help="also write the measurements as JSON lines here")
     args = parser.parse_args(argv)
     # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the pods and Prometheus are stopped on the way out.
@@ -494,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     for features in args.features:
         for pods in args.pods:
             with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-                measured = measure(pods, features, args.real_pods, args.evaluations, Path(tmp))
+                measured = measure(pods, features, args.real_pods, args.evaluations, Path(tmp), args.drift_features)
             print(report(measured), flush=True)
             results.append(measured)
             if args.json:
