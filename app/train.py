@@ -48,8 +48,9 @@ SYNTHETIC_ROWS = 2000
 # Feature columns that move the label in the synthetic set: a tenth of them, and never fewer than the classes
 # need (make_classification puts each class's cluster at a vertex of a hypercube of that many dimensions).
 SYNTHETIC_INFORMATIVE_SHARE = 0.1
-# At most this many features carry drift bins: 2 x 5 bins x 100 = 1 000 drift series per pod, which keeps any
-# model under 1 500 series per pod in all (docs/scale.md has the formula). Wine's 13 are all monitored.
+# At most this many features carry drift bins: 2 x 5 bins x 100 = 1 000 drift series per pod, which keeps a
+# model of up to 16 classes under 1 500 series per pod in all (docs/scale.md has the formula). Wine's 13 are
+# all monitored.
 DRIFT_FEATURES = 100
 IMPORTANCE_REPEATS = 5
 # What a canary can differ by. `stump` (one split) cannot tell three classes apart: it is the model a canary
