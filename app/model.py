@@ -36,6 +36,8 @@ class LoadedModel:
     estimator: Any
     metadata: dict[str, Any]
     bin_edges: tuple[np.ndarray, ...]
+    # The columns with drift bins, one per entry of `bin_edges`; None when every feature has them.
+    drift_columns: np.ndarray | None = None
 
     @cached_property
     def _edge_matrix(self) -> np.ndarray:
@@ -57,6 +59,11 @@ class LoadedModel:
     def class_names(self) -> list[str]:
         return self.metadata["class_names"]
 
+    @property
+    def drift_feature_names(self) -> list[str]:
+        """The features that carry drift bins (every feature unless training chose a subset)."""
+        return [f["name"] for f in self.metadata["reference"]["features"]]
+
     def public_metadata(self) -> dict[str, Any]:
         return {key: self.metadata[key] for key in PUBLIC_METADATA}
 
@@ -67,7 +74,8 @@ class LoadedModel:
             probabilities = self.estimator.predict_proba(rows)
         elapsed = time.perf_counter() - started
         indices = probabilities.argmax(axis=1)
-        bins = (self._edge_matrix <= rows[:, :, np.newaxis]).sum(axis=2)
+        monitored = rows if self.drift_columns is None else rows[:, self.drift_columns]
+        bins = (self._edge_matrix <= monitored[:, :, np.newaxis]).sum(axis=2)
         return Prediction(
             labels=[self.class_names[i] for i in indices],
             probabilities=probabilities,
@@ -85,9 +93,8 @@ def load(model_dir: Path) -> LoadedModel:
         estimator = joblib.load(model_path)
         features = metadata["reference"]["features"]
         bin_edges = tuple(np.asarray(f["bin_edges"], dtype=float) for f in features)
-        if [f["name"] for f in features] != metadata["feature_names"]:
-            raise ValueError("reference features do not match feature_names")
-        if getattr(estimator, "n_features_in_", len(bin_edges)) != len(bin_edges):
+        drift_columns = _drift_columns([f["name"] for f in features], metadata["feature_names"])
+        if getattr(estimator, "n_features_in_", len(metadata["feature_names"])) != len(metadata["feature_names"]):
             raise ValueError("the model and its metadata disagree on the number of features")
     except FileNotFoundError as exc:
         raise ModelUnavailable(
@@ -95,4 +102,17 @@ def load(model_dir: Path) -> LoadedModel:
         ) from exc
     except Exception as exc:  # a corrupt artefact can fail in json, pickle or numpy
         raise ModelUnavailable(f"model artefact at {model_dir} is unreadable: {type(exc).__name__}: {exc}") from exc
-    return LoadedModel(estimator=estimator, metadata=metadata, bin_edges=bin_edges)
+    return LoadedModel(estimator=estimator, metadata=metadata, bin_edges=bin_edges, drift_columns=drift_columns)
+
+
+def _drift_columns(monitored: list[str], feature_names: list[str]) -> np.ndarray | None:
+    """Where the reference features sit among the model's columns: None when they are all of them, in order."""
+    if monitored == feature_names:
+        return None
+    position = {name: j for j, name in enumerate(feature_names)}
+    if not monitored or any(name not in position for name in monitored):
+        raise ValueError("reference features are not a subset of feature_names")
+    columns = np.array([position[name] for name in monitored])
+    if (np.diff(columns) <= 0).any():
+        raise ValueError("reference features are not in column order")
+    return columns
