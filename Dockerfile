@@ -1,6 +1,8 @@
 # The model server image: `gunicorn -c app/gunicorn.conf.py app.wsgi:app` as uid 10001, with the model
 # trained at build time. Runs on a read-only root filesystem: the only writable paths are
-# $PROMETHEUS_MULTIPROC_DIR and /tmp, mounted as volumes (manifests/deployment.yaml).
+# $PROMETHEUS_MULTIPROC_DIR and /tmp, mounted as volumes (manifests/deployment.yaml), and /dev/shm, the tmpfs
+# every container runtime mounts (gunicorn keeps its worker heartbeat files there). docs/cluster.md has the
+# whole runtime contract; tests/image builds this file and runs the image that way.
 #
 #   docker build -t wine-classifier:0.1.0 .       (or: minikube image build -t wine-classifier:0.1.0 .)
 #   docker build --build-arg TRAIN_ARGS="--seed 7" -t wine-classifier:0.1.0-canary .     (the canary, canary/)
@@ -28,10 +30,11 @@ RUN python -m venv "$VIRTUAL_ENV" \
 COPY app ./app
 # Deterministic training on a dataset shipped with scikit-learn: no download, same bytes, same version.
 # TRAIN_ARGS makes another model (another version) for a canary image, e.g. `--seed 7` (canary/).
-# xargs splits the arguments as a shell would, and runs the command once when there are none.
+# Unquoted on purpose: the shell splits `--seed 7` into two arguments, and an empty value into none. No pipe
+# and no SHELL instruction: podman and buildah build the OCI format by default, which drops SHELL (with a
+# warning), so a `set -o pipefail` there would silently not apply.
 ARG TRAIN_ARGS=""
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN printf '%s\n' "$TRAIN_ARGS" | xargs python -m app.train --out /opt/model
+RUN python -m app.train --out /opt/model $TRAIN_ARGS
 
 # ---- runtime ---------------------------------------------------------------------------------------------
 FROM python:3.11-slim-bookworm

@@ -6,6 +6,7 @@
 # PROMETHEUS_PORT (9090), ALERTMANAGER_PORT (9093), WEBHOOK_PORT (9095), GRAFANA_PORT (3000, used when Grafana
 # is installed: `grafana` / `grafana-server` on PATH, or GRAFANA_HOME). State: STATE_DIR (.state/).
 # CANARY=1 (make up / make demo): run canary/ (stable pods plus a canary pod of another model) instead of manifests/.
+# make doctor DIR=canary: check another kustomization; LIVE=1: the cluster kubectl points at.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,12 +16,14 @@ ALERTMANAGER_PORT ?= 9093
 WEBHOOK_PORT ?= 9095
 GRAFANA_PORT ?= 3000
 STATE_DIR ?= .state
+# make doctor: the kustomization to check.
+DIR ?= manifests
 DEMO_DURATION ?= 3m
 export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAFANA_PORT STATE_DIR DEMO_DURATION CANARY
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps venv model demo up down status test test-fast bench bench-peers lint dashboard clean
+.PHONY: help deps venv model demo up down status doctor test test-fast bench bench-peers lint dashboard clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +65,9 @@ down: ## stop everything `make up` / `make demo` started
 
 status: venv ## which of the stack's processes are running
 	$(BIN)/python -m offcluster status
+
+doctor: venv ## walk manifests/ (DIR=...) hop by hop: is every ServiceMonitor discovered and scraped? (LIVE=1: the cluster)
+	$(BIN)/python -m offcluster doctor $(if $(LIVE),--live,$(DIR))
 
 test: venv deps ## every test (the README's test command; CI runs it)
 	$(BIN)/python -m pytest -q

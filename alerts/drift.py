@@ -8,6 +8,7 @@ from __future__ import annotations
 from alerts import thresholds as t
 from alerts.rules import KEEP, Alert, Concern, Record, sel
 from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_REFERENCE_FEATURE_BIN_RATIO
+from app.train import DRIFT_FEATURES
 
 W = t.DRIFT_WINDOW
 BIN_RATE = f"namespace_job_feature_bin:model_input_feature_bin:rate{W}"
@@ -20,6 +21,13 @@ GATE = f"and on ({FEATURE})\n{VALUES} * {t.seconds(W)} >= {t.DRIFT_MIN_ROWS}"
 BINS = sel(MODEL_INPUT_FEATURE_BIN_TOTAL)
 BROKEN_RATE = f"sum by ({FEATURE}, bin) (rate({BINS}[{t.BROKEN_WINDOW}]))"
 BROKEN_TOTAL = f"sum by ({FEATURE}) (rate({BINS}[{t.BROKEN_WINDOW}]))"
+
+
+# Drift bins cost series on every pod, so a wide model has them on some features only (docs/scale.md).
+UNWATCHED = f"""Only features with drift bins are watched: all of a model of up to {DRIFT_FEATURES} features, else
+            the {DRIFT_FEATURES} it leans on most (the artefact's `drift_features`). A shift in any other feature
+            raises no drift alert; it shows only through the answers (WineClassifierPredictionDrift,
+            WineClassifierConfidenceLow, WineClassifierAccuracyLow): docs/runbooks.md."""
 
 
 def _clamped(name: str) -> str:
@@ -71,7 +79,8 @@ CONCERN = Concern(
             '(PSI {{ $value | printf "%.2f" }}).',
             f"""The distribution of {{{{ $labels.feature }}}} over the last {t.human(W)} is far from the training data:
             PSI {{{{ $value | printf "%.3f" }}}} (above {t.PSI_MAJOR:g} is a major shift). Predictions on such
-            inputs are extrapolations the model was never validated on.""",
+            inputs are extrapolations the model was never validated on. """
+            + UNWATCHED,
             t.DRIFT_FOR,
         ),
         # The band below the major line, so that one feature raises one alert, not two.
@@ -83,7 +92,8 @@ CONCERN = Concern(
             '(PSI {{ $value | printf "%.2f" }}).',
             f"""The distribution of {{{{ $labels.feature }}}} over the last {t.human(W)} has moved away from the
             training data: PSI {{{{ $value | printf "%.3f" }}}} ({t.PSI_MODERATE:g} to {t.PSI_MAJOR:g} is a moderate
-            shift) for {t.human(t.DRIFT_MODERATE_FOR)}. Watch whether it grows.""",
+            shift) for {t.human(t.DRIFT_MODERATE_FOR)}. Watch whether it grows. """
+            + UNWATCHED,
             t.DRIFT_MODERATE_FOR,
         ),
     ),

@@ -18,7 +18,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_wine
 
-from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_PREDICTIONS_TOTAL
+from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_PREDICTIONS_TOTAL, MODEL_REFERENCE_FEATURE_BIN_RATIO
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 Sample = dict[SeriesKey, float]
@@ -79,8 +79,10 @@ def _total(sample: Sample, name: str) -> float:
 
 
 def _settled(sample: Sample) -> bool:
-    # Every predicted row adds one value per feature to the bin counters, once its worker has flushed.
-    return _total(sample, MODEL_INPUT_FEATURE_BIN_TOTAL) == len(FEATURES) * _total(sample, MODEL_PREDICTIONS_TOTAL)
+    # Every predicted row adds one value per monitored feature (those with reference bins: all 13 unless the
+    # model was trained with fewer drift features) to the bin counters, once its worker has flushed.
+    monitored = {dict(labels)["feature"] for name, labels in sample if name == MODEL_REFERENCE_FEATURE_BIN_RATIO}
+    return _total(sample, MODEL_INPUT_FEATURE_BIN_TOTAL) == len(monitored) * _total(sample, MODEL_PREDICTIONS_TOTAL)
 
 
 def settle(metrics_url: str, timeout: float = 10.0) -> Sample:

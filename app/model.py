@@ -39,6 +39,8 @@ class LoadedModel:
     estimator: Any
     metadata: dict[str, Any]
     bin_edges: tuple[np.ndarray, ...]
+    # The columns with drift bins, one per entry of `bin_edges`; None when every feature has them.
+    drift_columns: np.ndarray | None = None
 
     @cached_property
     def _edge_matrix(self) -> np.ndarray:
@@ -51,9 +53,13 @@ class LoadedModel:
     @cached_property
     def proba(self) -> Callable[[np.ndarray], np.ndarray]:
         """`predict_proba` without scikit-learn's per-call input validation when the estimator is one
-        `app.compiled_model` knows, checked against it on rows at every feature's bin edges; else predict_proba."""
+        `app.compiled_model` knows, checked against it on rows at the drift bins' edges; else predict_proba."""
         edges = [e if len(e) else np.zeros(1) for e in self.bin_edges]
-        probe = np.array([[e[min(k, len(e) - 1)] for e in edges] for k in range(max(map(len, edges)))])
+        depth = max(map(len, edges))
+        columns = np.arange(len(edges)) if self.drift_columns is None else self.drift_columns
+        # Model-wide rows: each monitored column walks its bin edges, the others stay 1.
+        probe = np.ones((depth, len(self.feature_names)))
+        probe[:, columns] = np.array([[e[min(k, len(e) - 1)] for e in edges] for k in range(depth)])
         probe = np.vstack([probe, probe * 0.5, probe * 2.0, np.zeros_like(probe[:1])])
         compiled = checked(self.estimator, probe)
         if compiled is not None:
@@ -77,6 +83,11 @@ class LoadedModel:
     def class_names(self) -> list[str]:
         return self.metadata["class_names"]
 
+    @property
+    def drift_feature_names(self) -> list[str]:
+        """The features that carry drift bins (every feature unless training chose a subset)."""
+        return [f["name"] for f in self.metadata["reference"]["features"]]
+
     def public_metadata(self) -> dict[str, Any]:
         return {key: self.metadata[key] for key in PUBLIC_METADATA}
 
@@ -86,7 +97,8 @@ class LoadedModel:
         probabilities = self.proba(rows)
         elapsed = time.perf_counter() - started
         indices = probabilities.argmax(axis=1)
-        bins = (self._edge_matrix <= rows[:, :, np.newaxis]).sum(axis=2)
+        monitored = rows if self.drift_columns is None else rows[:, self.drift_columns]
+        bins = (self._edge_matrix <= monitored[:, :, np.newaxis]).sum(axis=2)
         return Prediction(
             labels=[self.class_names[i] for i in indices],
             probabilities=probabilities,
@@ -104,9 +116,8 @@ def load(model_dir: Path) -> LoadedModel:
         estimator = joblib.load(model_path)
         features = metadata["reference"]["features"]
         bin_edges = tuple(np.asarray(f["bin_edges"], dtype=float) for f in features)
-        if [f["name"] for f in features] != metadata["feature_names"]:
-            raise ValueError("reference features do not match feature_names")
-        if getattr(estimator, "n_features_in_", len(bin_edges)) != len(bin_edges):
+        drift_columns = _drift_columns([f["name"] for f in features], metadata["feature_names"])
+        if getattr(estimator, "n_features_in_", len(metadata["feature_names"])) != len(metadata["feature_names"]):
             raise ValueError("the model and its metadata disagree on the number of features")
     except FileNotFoundError as exc:
         raise ModelUnavailable(
@@ -114,6 +125,19 @@ def load(model_dir: Path) -> LoadedModel:
         ) from exc
     except Exception as exc:  # a corrupt artefact can fail in json, pickle or numpy
         raise ModelUnavailable(f"model artefact at {model_dir} is unreadable: {type(exc).__name__}: {exc}") from exc
-    model = LoadedModel(estimator=estimator, metadata=metadata, bin_edges=bin_edges)
+    model = LoadedModel(estimator=estimator, metadata=metadata, bin_edges=bin_edges, drift_columns=drift_columns)
     model.proba  # noqa: B018 - compiled and checked now (before the workers fork), not on a client's request
     return model
+
+
+def _drift_columns(monitored: list[str], feature_names: list[str]) -> np.ndarray | None:
+    """Where the reference features sit among the model's columns: None when they are all of them, in order."""
+    if monitored == feature_names:
+        return None
+    position = {name: j for j, name in enumerate(feature_names)}
+    if not monitored or any(name not in position for name in monitored):
+        raise ValueError("reference features are not a subset of feature_names")
+    columns = np.array([position[name] for name in monitored])
+    if (np.diff(columns) <= 0).any():
+        raise ValueError("reference features are not in column order")
+    return columns

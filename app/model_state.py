@@ -55,7 +55,7 @@ class ModelState:
                 self.metrics = ModelMetrics(
                     name=model.metadata["name"],
                     version=model.version,
-                    feature_names=model.feature_names,
+                    feature_names=model.drift_feature_names,
                     class_names=model.class_names,
                     bin_ratios=[f["bin_ratios"] for f in reference["features"]],
                     class_ratios=reference["class_ratios"],

@@ -3,9 +3,14 @@
     python -m app.train --out model/
     python -m app.train --out model-canary/ --seed 7                # another split and initialisation
     python -m app.train --out model-stump/ --estimator stump        # a deliberately weak model
+    python -m app.train --out model-500/ --dataset synthetic --features 500 [--classes 3]   # any width
 
 Deterministic: the same arguments and library versions give byte-identical files and therefore the same
 version; any other seed or estimator gives another model and so another version.
+
+Drift bins cost series on every pod (docs/scale.md): a model wider than `--drift-features` (default
+DRIFT_FEATURES) gets reference bins, and so drift monitoring, only for that many features, the ones the model
+leans on most (`importances`); the choice is recorded in the artefact (`drift_features`).
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import hashlib
 import io
 import json
 import logging
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
 import numpy as np
-from sklearn.datasets import load_wine
+from sklearn.datasets import load_wine, make_classification
+from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -33,6 +41,18 @@ log = logging.getLogger("app.train")
 
 DATASET = "sklearn.datasets.load_wine"
 SEED = 42
+# The synthetic set is one fixed data set whatever --seed says (which, as for wine, picks the split and the
+# estimator's randomness): a canary of a synthetic model sees the same rows as its stable model.
+SYNTHETIC_SEED = 0
+SYNTHETIC_ROWS = 2000
+# Feature columns that move the label in the synthetic set: a tenth of them, and never fewer than the classes
+# need (make_classification puts each class's cluster at a vertex of a hypercube of that many dimensions).
+SYNTHETIC_INFORMATIVE_SHARE = 0.1
+# At most this many features carry drift bins: 2 x 5 bins x 100 = 1 000 drift series per pod, which keeps a
+# model of up to 16 classes under 1 500 series per pod in all (docs/scale.md has the formula). Wine's 13 are
+# all monitored.
+DRIFT_FEATURES = 100
+IMPORTANCE_REPEATS = 5
 # What a canary can differ by. `stump` (one split) cannot tell three classes apart: it is the model a canary
 # test rolls out when the comparison with stable must find it worse.
 ESTIMATORS = {
@@ -57,24 +77,101 @@ def reference_bins(column: np.ndarray, bins: int = BINS_PER_FEATURE) -> tuple[li
     return [float(e) for e in edges], [float(c) / len(column) for c in counts]
 
 
-def train(seed: int = SEED, estimator: str = DEFAULT_ESTIMATOR) -> tuple[Pipeline, dict]:
-    """The model and its metadata; `seed` drives the train/test split and the estimator's randomness."""
+@dataclass(frozen=True)
+class Dataset:
+    description: str
+    name: str
+    data: np.ndarray
+    target: np.ndarray
+    feature_names: list[str]
+    class_names: list[str]
+
+
+def wine() -> Dataset:
     data = load_wine()
+    classes = [str(c) for c in data.target_names]
+    return Dataset(DATASET, "wine", data.data, data.target, list(data.feature_names), classes)
+
+
+def synthetic(features: int, classes: int = 3) -> Dataset:
+    """A classification set of any width from scikit-learn's generator, the same for the same arguments."""
+    if features < 2 or classes < 2:
+        raise ValueError("a synthetic data set needs at least 2 features and 2 classes")
+    informative = min(features, max(math.ceil(math.log2(2 * classes)), round(features * SYNTHETIC_INFORMATIVE_SHARE)))
+    data, target = make_classification(
+        n_samples=SYNTHETIC_ROWS,
+        n_features=features,
+        n_informative=informative,
+        n_redundant=0,
+        n_classes=classes,
+        random_state=SYNTHETIC_SEED,
+    )
+    digits = len(str(features - 1))
+    return Dataset(
+        f"sklearn.datasets.make_classification(n_samples={SYNTHETIC_ROWS}, n_features={features}, "
+        f"n_informative={informative}, n_redundant=0, n_classes={classes}, random_state={SYNTHETIC_SEED})",
+        f"synthetic{features}x{classes}",
+        data,
+        target,
+        [f"f{j:0{digits}d}" for j in range(features)],
+        [f"class_{k}" for k in range(classes)],
+    )
+
+
+def importances(model: Pipeline, x_test: np.ndarray, y_test: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """How much the model leans on each column, and how that was measured.
+
+    The estimator's own weights where it has them, as scikit-learn's SelectFromModel reads them: the size of
+    the coefficients on the standardised inputs, or a tree's impurity importances. Anything else: permutation
+    importance on the held-out split (a model call per feature and repeat: minutes at 500 features)."""
+    estimator = model[-1]
+    if hasattr(estimator, "coef_"):
+        return np.abs(estimator.coef_).sum(axis=0), "sum of |coefficients| over classes, on standardised inputs"
+    if hasattr(estimator, "feature_importances_"):
+        return estimator.feature_importances_, "impurity-based feature importances"
+    result = permutation_importance(model, x_test, y_test, n_repeats=IMPORTANCE_REPEATS, random_state=seed)
+    return result.importances_mean, f"permutation importance on the held-out split ({IMPORTANCE_REPEATS} repeats)"
+
+
+def drift_columns(importance: np.ndarray, limit: int) -> list[int]:
+    """The columns that get drift bins: all of them up to `limit`, else the `limit` the model leans on most
+    (ties, such as features a model ignores, go to the lower column), in column order.
+
+    Importance to the model, not to the label: a shift in a feature the model does not use cannot change its
+    answers, and one it leans on is what a drift alert is for."""
+    if len(importance) <= limit:
+        return list(range(len(importance)))
+    ranked = sorted(range(len(importance)), key=lambda j: (-importance[j], j))
+    return sorted(ranked[:limit])
+
+
+def train(
+    seed: int = SEED,
+    estimator: str = DEFAULT_ESTIMATOR,
+    dataset: Dataset | None = None,
+    drift_features: int = DRIFT_FEATURES,
+) -> tuple[Pipeline, dict]:
+    """The model and its metadata; `seed` drives the train/test split and the estimator's randomness."""
+    data = dataset or wine()
     x_train, x_test, y_train, y_test = train_test_split(
         data.data, data.target, test_size=0.25, random_state=seed, stratify=data.target
     )
     model = make_pipeline(StandardScaler(), ESTIMATORS[estimator](seed))
     model.fit(x_train, y_train)
+    columns = list(range(len(data.feature_names)))
+    if len(columns) > drift_features:
+        importance, chosen_by = importances(model, x_test, y_test, seed)
+        columns = drift_columns(importance, drift_features)
     features = []
-    for j, name in enumerate(data.feature_names):
+    for j in columns:
         edges, ratios = reference_bins(x_train[:, j])
-        features.append({"name": name, "bin_edges": edges, "bin_ratios": ratios})
-    class_counts = np.bincount(y_train, minlength=len(data.target_names))
+        features.append({"name": data.feature_names[j], "bin_edges": edges, "bin_ratios": ratios})
+    class_counts = np.bincount(y_train, minlength=len(data.class_names))
     metadata = {
-        "name": f"wine-{estimator}",
-        "dataset": DATASET,
-        "feature_names": list(data.feature_names),
-        "class_names": [str(c) for c in data.target_names],
+        "name": f"{data.name}-{estimator}",
+        "dataset": data.description,
+        "feature_names": data.feature_names,
+        "class_names": data.class_names,
         "accuracy": round(float(model.score(x_test, y_test)), 6),
         "train_rows": len(x_train),
         "test_rows": len(x_test),
@@ -83,6 +180,14 @@ def train(seed: int = SEED, estimator: str = DEFAULT_ESTIMATOR) -> tuple[Pipelin
             "class_ratios": [float(c) / len(y_train) for c in class_counts],
         },
     }
+    if len(columns) < len(data.feature_names):
+        # Only when some features go unmonitored, so that a model that monitors all of them (wine) keeps
+        # exactly the metadata it always had.
+        metadata["drift_features"] = {
+            "monitored": len(columns),
+            "of": len(data.feature_names),
+            "chosen_by": chosen_by,
+        }
     return model, metadata
 
 
@@ -110,9 +215,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("model"), help="directory for the artefact")
     parser.add_argument("--seed", type=int, default=SEED, help="train/test split and estimator seed")
     parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default=DEFAULT_ESTIMATOR, help="model family")
+    parser.add_argument("--dataset", choices=("wine", "synthetic"), default="wine", help="training data")
+    parser.add_argument("--features", type=int, default=100, help="columns of the synthetic data set")
+    parser.add_argument("--classes", type=int, default=3, help="classes of the synthetic data set")
+    parser.add_argument(
+        "--drift-features",
+        type=int,
+        default=DRIFT_FEATURES,
+        help="at most this many features carry drift bins (the most important ones)",
+    )
     args = parser.parse_args(argv)
+    if args.drift_features < 1:
+        parser.error("--drift-features must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    metadata = write_artefact(*train(args.seed, args.estimator), args.out)
+    dataset = synthetic(args.features, args.classes) if args.dataset == "synthetic" else wine()
+    metadata = write_artefact(*train(args.seed, args.estimator, dataset, args.drift_features), args.out)
     log.info(
         "wrote %s version %s (held-out accuracy %.3f) to %s",
         metadata["name"],

@@ -1,5 +1,6 @@
 """Support code that tests and benchmarks share: THE gunicorn command on free ports (`server`), load on
-/predict (`load`), reading an exposition (`exposition`) and process inspection (`processes`).
+/predict (`load`), reading an exposition (`exposition`), process inspection (`processes`), and the image built
+by podman and run as the Deployment runs it (`image`, with `confine` inside the container's namespaces).
 
 It lives outside `tests/` so that benchmarks never import test modules, and outside any conftest so that
 conftests hold fixtures only.

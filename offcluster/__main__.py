@@ -5,6 +5,7 @@
     python -m offcluster status
     python -m offcluster demo     # up, drive locust traffic, print URLs and a summary, Ctrl-C stops all
     python -m offcluster config   # only write the generated config files
+    python -m offcluster doctor [DIR] [--live] [--from-json FILE]   # why a ServiceMonitor finds no target
 
 Ports come from APP_PORT, METRICS_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT, WEBHOOK_PORT, GRAFANA_PORT;
 state (configs, data, logs, pids, model) lives under STATE_DIR (default .state/). CANARY=1 runs what
@@ -56,9 +57,15 @@ def _interrupt(_signum, _frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:
+        # Its own arguments (DIR, --live...) and exit codes (2: bad input); it starts nothing.
+        from offcluster import doctor
+
+        return doctor.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m offcluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("command", choices=["up", "down", "status", "demo", "config"])
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "config", "doctor"])
     parser.add_argument("--duration", default=os.environ.get("DEMO_DURATION", "3m"), help="demo: locust run time")
     parser.add_argument("--drift", action="store_true", help="demo: send drifted traffic too")
     args = parser.parse_args(argv)

@@ -2,9 +2,10 @@
 
 - scrape jobs: from the ServiceMonitors (`offcluster.scrape`);
 - rule file: the PrometheusRule's groups;
-- Alertmanager routing: the `alertmanager.config` that helmfile.yaml gives the chart, with every receiver's
-  integrations replaced by a webhook to the local sink (`/<receiver name>`), so a test sees which route an
-  alert took.
+- intervals, timeout and podTargetLabels: the chart's Prometheus object (`offcluster.chart`);
+- Alertmanager routing: the configuration the chart renders into its Secret from helmfile.yaml's values
+  (`offcluster.chart`), with every receiver's integrations replaced by a webhook to the local sink
+  (`/<receiver name>`), so a test sees which route an alert took.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 import yaml
 
+from offcluster import chart
 from offcluster.durations import seconds
-from offcluster.helm import HELMFILE, chart_values
+from offcluster.helm import HELMFILE
 from offcluster.manifests import Obj, RenderError, rule_groups
 from offcluster.pods import local_pods, local_port
 from offcluster.scrape import scrape_configs
@@ -63,10 +65,11 @@ class StackConfig:
     alertmanager: dict[str, Any]
 
 
-def alertmanager_config(values: dict[str, Any], webhook_url: str) -> dict[str, Any]:
-    config = copy.deepcopy((values.get("alertmanager") or {}).get("config"))
+def local_alertmanager_config(chart_config: dict[str, Any], webhook_url: str) -> dict[str, Any]:
+    """The chart's Alertmanager configuration with every receiver sending to the local webhook sink."""
+    config = copy.deepcopy(chart_config)
     if not config or "route" not in config:
-        raise RenderError("helmfile values set no alertmanager.config with a route")
+        raise RenderError("the chart's Alertmanager configuration (helmfile values alertmanager.config) has no route")
     # Template files live in the chart's Secret; the local webhook needs none.
     config.pop("templates", None)
     for receiver in config.get("receivers", []):
@@ -85,11 +88,12 @@ def build(
     evaluation_interval: str | None = None,
     helmfile: Path = HELMFILE,
 ) -> StackConfig:
-    values = chart_values(helmfile)
-    spec = (values.get("prometheus") or {}).get("prometheusSpec") or {}
-    evaluation = evaluation_interval or spec.get("evaluationInterval") or "30s"
+    prometheus_object = chart.prometheus(helmfile=helmfile)
+    spec = prometheus_object.get("spec") or {}
+    declared_interval, declared_evaluation = chart.intervals(prometheus_object)
+    evaluation = evaluation_interval or declared_evaluation
     # The operator's global section: the Prometheus object's interval, and its timeout only when set.
-    interval = scrape_interval or spec.get("scrapeInterval") or "30s"
+    interval = scrape_interval or declared_interval
     global_ = {"scrape_interval": interval}
     if spec.get("scrapeTimeout"):
         global_["scrape_timeout"] = min(spec["scrapeTimeout"], interval, key=seconds)
@@ -108,7 +112,9 @@ def build(
     return StackConfig(
         prometheus=prometheus,
         rules=rule_groups(objects),
-        alertmanager=alertmanager_config(values, f"http://127.0.0.1:{ports.webhook}"),
+        alertmanager=local_alertmanager_config(
+            chart.alertmanager_config(helmfile=helmfile), f"http://127.0.0.1:{ports.webhook}"
+        ),
     )
 
 

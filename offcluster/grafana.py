@@ -15,6 +15,7 @@ without it and says, in one line, how to get it.
 from __future__ import annotations
 
 import configparser
+import copy
 import json
 import os
 import shutil
@@ -25,11 +26,13 @@ from typing import Any
 
 import yaml
 
+from offcluster import chart
 from offcluster.manifests import MANIFESTS
 
 DASHBOARDS = MANIFESTS / "dashboards"
-# What kube-prometheus-stack's defaults (grafana.sidecar.datasources) name the datasources it provisions;
-# every panel of the dashboard reads `${datasource}`, a variable of type prometheus that defaults to this one.
+# What kube-prometheus-stack's defaults (grafana.sidecar.datasources) name the datasources it provisions, for
+# when the chart is not there to render (offcluster.chart's fallback); every panel of the dashboard reads
+# `${datasource}`, a variable of type prometheus that defaults to this one.
 PROMETHEUS_DATASOURCE = {"name": "Prometheus", "type": "prometheus", "uid": "prometheus"}
 ALERTMANAGER_DATASOURCE = {"name": "Alertmanager", "type": "alertmanager", "uid": "alertmanager"}
 # The grafana chart's sidecar.dashboards.provider defaults, under the names the provisioning file uses.
@@ -102,6 +105,18 @@ def dashboards(directory: Path = DASHBOARDS) -> dict[str, str]:
 
 
 def datasources(prometheus_url: str, alertmanager_url: str, scrape_interval: str) -> dict[str, Any]:
+    """The chart's datasource provisioning (offcluster.chart: its rendered ConfigMap, else the chart's defaults
+    below), pointed at the local Prometheus and Alertmanager."""
+    rendered = chart.grafana_datasources()
+    if rendered:
+        local = {"prometheus": prometheus_url, "alertmanager": alertmanager_url}
+        sources = [copy.deepcopy(d) for d in rendered if d.get("type") in local]
+        for source in sources:
+            source["url"] = f"{local[source['type']]}/"
+            if source["type"] == "prometheus":
+                # The local stack may compress time: Grafana's minimum step follows its scrape interval.
+                source.setdefault("jsonData", {})["timeInterval"] = scrape_interval
+        return {"apiVersion": 1, "datasources": sources}
     return {
         "apiVersion": 1,
         "datasources": [
@@ -123,6 +138,14 @@ def datasources(prometheus_url: str, alertmanager_url: str, scrape_interval: str
 
 
 def provider(directory: Path = DASHBOARDS) -> dict[str, Any]:
+    """The grafana chart's dashboard provider (offcluster.chart: rendered when the grafana subchart is there,
+    else its defaults restated in PROVIDER), reading `directory` instead of the folder the sidecar fills."""
+    rendered = chart.grafana_dashboard_providers()
+    if rendered:
+        providers = copy.deepcopy(rendered)
+        for entry in providers:
+            entry.setdefault("options", {})["path"] = str(directory)
+        return {"apiVersion": 1, "providers": providers}
     return {
         "apiVersion": 1,
         "providers": [

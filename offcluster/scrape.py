@@ -13,8 +13,13 @@ A ServiceMonitor field the local stack does not reproduce is refused with its na
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from offcluster.durations import seconds
 from offcluster.manifests import Obj, RenderError, of_kind
@@ -208,3 +213,26 @@ def scrape_configs(
         port = local_port(target) if local_port else target.port
         job["static_configs"].append({"targets": [f"{host}:{port}"], "labels": meta_labels(target)})
     return list(jobs.values())
+
+
+# promtool waits this long for discovery whatever it finds (its default, 30s, would dominate); static targets
+# arrive at once, the margin is for a loaded machine.
+DISCOVERY_WAIT = "1s"
+
+
+def discovered_labels(
+    objects: Iterable[Obj], workdir: Path, promtool: str = "promtool", **options: Any
+) -> list[dict[str, str]]:
+    """The labels Prometheus itself gives each target of the first job after relabelling (what `/api/v1/targets`
+    shows), from `promtool check service-discovery` on the jobs `scrape_configs(objects, **options)` writes.
+
+    The one evaluator of the operator's relabelling: the local stack's Prometheus applies the same jobs."""
+    jobs = scrape_configs(objects, **options)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "discovery.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "30s"}, "scrape_configs": jobs}))
+    command = [promtool, "check", "service-discovery", f"--timeout={DISCOVERY_WAIT}", str(config), jobs[0]["job_name"]]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RenderError(f"`{' '.join(command)}` failed: {done.stderr.strip()}")
+    return [{k: v for k, v in t["labels"].items() if not k.startswith("__")} for t in json.loads(done.stdout)]

@@ -1,4 +1,5 @@
-"""What a test does when something it needs from outside the project (a binary, kubectl, shared/) is missing."""
+"""What a test does when something it needs from outside the project (a binary, kubectl, the reference data)
+is missing."""
 
 from __future__ import annotations
 

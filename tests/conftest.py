@@ -7,10 +7,12 @@ import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.server import Server, start_server
+from offcluster import chart
 from tests.availability import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,16 +25,58 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
+# What the reference data must hold (README.md, "Reference data"): the pinned chart and the operator's CRDs.
+REFERENCE_FILES = (chart.CHART_DIR / "Chart.yaml", Path("crds"))
+
+
+def reference_data() -> tuple[Path, str | None]:
+    """`$SHARED_DIR` (default: shared/ next to the project) and, when it lacks something, the one-line reason."""
+    path = chart.default_shared_dir()
+    missing = [str(f) for f in REFERENCE_FILES if not (path / f).exists()]
+    if not missing:
+        return path, None
+    return path, (
+        f"reference data not found at {path} (no {', '.join(missing)}): set SHARED_DIR to a directory holding the "
+        "pinned kube-prometheus-stack chart and the operator's CRDs (README.md, Reference data)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need the reference data skip, each with the same one line, where it is absent; CI must run
+    them, so there the run stops at once with that line instead of failing each test in its setup."""
+    _, problem = reference_data()
+    needing = [item for item in items if "shared_dir" in getattr(item, "fixturenames", ())]
+    if problem is None or not needing:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"CI: {problem}; {len(needing)} collected tests need it")
+    for item in needing:
+        item.add_marker(pytest.mark.skip(reason=problem))
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The reference data (CRD schemas, chart defaults) from `$SHARED_DIR`, default `../shared`.
-
-    A user's clone may not have it: skip with the reason. CI always has it: there a missing directory fails.
-    """
-    path = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
-    if not (path / "crds").is_dir():
-        unavailable(f"reference data not found at {path}: set SHARED_DIR to a copy of the project's shared/ directory")
+    """The reference data (the pinned chart, the operator's CRDs) from `$SHARED_DIR`: see reference_data()."""
+    path, problem = reference_data()
+    if problem:
+        unavailable(problem)
     return path
+
+
+@pytest.fixture(scope="session")
+def chart_objects(shared_dir: Path) -> list[dict[str, Any]]:
+    """Every object kube-prometheus-stack renders with helmfile's values (Helm, via helm-python-sdk), once per run."""
+    objects = chart.rendered(shared_dir)
+    if objects is None:
+        unavailable(chart.source(shared_dir))
+    print(f"\n{chart.source(shared_dir)}: {len(objects)} objects")
+    return objects
+
+
+@pytest.fixture(scope="session")
+def chart_prometheus(chart_objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Prometheus object the chart renders."""
+    return chart.prometheus(chart_objects)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from offcluster import helm
-from offcluster.helm import helm_merge
 from offcluster.manifests import render
 from tests.manifests.deploy_spec import HELMFILE, MANIFESTS, ROOT, Obj
 
@@ -51,18 +50,3 @@ def chart_defaults(shared_dir: Path) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def grafana_defaults(shared_dir: Path) -> dict[str, Any]:
     return yaml.safe_load((shared_dir / helm.GRAFANA_CHART_VALUES).read_text())
-
-
-@pytest.fixture(scope="session")
-def effective_values(chart_defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """What the chart's templates see: its defaults with the helmfile values coalesced on top."""
-    return helm_merge(chart_defaults, values)
-
-
-@pytest.fixture(scope="session")
-def effective_grafana_values(
-    grafana_defaults: dict[str, Any], chart_defaults: dict[str, Any], values: dict[str, Any]
-) -> dict[str, Any]:
-    """What the Grafana subchart sees: its own defaults, then the parent chart's `grafana:`, then ours."""
-    parent = helm_merge(grafana_defaults, chart_defaults.get("grafana") or {})
-    return helm_merge(parent, values.get("grafana") or {})

@@ -1,38 +1,28 @@
 """The rules a cluster applies silently, re-implemented small enough to check offline.
 
-Each function mirrors one piece of Kubernetes, kube-prometheus-stack, the Grafana sidecar or Alertmanager
+Each function mirrors one piece of Kubernetes, prometheus-operator, the Grafana sidecar or Alertmanager
 behaviour that decides whether an object is picked up. When one of them disagrees with reality, the
 symptom on a cluster is "nothing happens", which is why the tests check these instead of trusting names.
+What kube-prometheus-stack itself writes (the Prometheus object, the sidecar's settings) is not re-derived
+here: Helm renders it (offcluster/chart.py).
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from offcluster.helm import CHART
-from offcluster.kube import Labels, selector_matches
+from offcluster import discovery
+
+# Re-exported for the tests: the hop rules live in offcluster.discovery, which `python -m offcluster doctor` runs.
+from offcluster.discovery import NAMESPACE_NAME_LABEL as NAMESPACE_NAME_LABEL
+from offcluster.discovery import ingress_allowed as ingress_allowed
+from offcluster.discovery import namespace_labels as namespace_labels
+from offcluster.kube import Labels
 
 Obj = dict[str, Any]
-
-# The label the API server puts on every Namespace (1.21+): what namespaceSelectors usually match on.
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-
-
-# ---- namespaces -------------------------------------------------------------------------------------------
-
-
-def namespace_labels(namespace: str, objects: Iterable[Obj] = ()) -> dict[str, str]:
-    """The labels a namespace has on a cluster: those in its manifest plus the API server's name label."""
-    labels: dict[str, str] = {}
-    for obj in objects:
-        if obj.get("kind") == "Namespace" and obj["metadata"]["name"] == namespace:
-            labels.update(obj["metadata"].get("labels") or {})
-    labels[NAMESPACE_NAME_LABEL] = namespace
-    return labels
 
 
 # ---- Helm values ------------------------------------------------------------------------------------------
@@ -69,183 +59,27 @@ def unknown_keys(
     return problems
 
 
-# ---- kube-prometheus-stack --------------------------------------------------------------------------------
+# ---- prometheus-operator selection -------------------------------------------------------------------------
 
 
-def chart_fullname(release: str, values: Mapping[str, Any], chart: str = CHART) -> str:
-    """`kube-prometheus-stack.fullname` from the chart's _helpers.tpl."""
-    if values.get("fullnameOverride"):
-        return str(values["fullnameOverride"])[:26].rstrip("-")
-    name = values.get("nameOverride") or chart
-    full = release if name in release else f"{release}-{name}"
-    return full[:26].rstrip("-")
-
-
-def prometheus_crname(release: str, values: Mapping[str, Any]) -> str:
-    """Name of the chart's Prometheus object (`kube-prometheus-stack.prometheus.crname`)."""
-    full = chart_fullname(release, values)
-    return full if values.get("cleanPrometheusOperatorObjectNames") else f"{full}-prometheus"
-
-
-def prometheus_pod_labels(release: str, values: Mapping[str, Any]) -> dict[str, str]:
-    """Labels prometheus-operator puts on the pods of the chart's Prometheus.
-
-    The chart relies on the same ones: its Service for Prometheus selects `app.kubernetes.io/name` +
-    `operator.prometheus.io/name`, its pod anti-affinity `app.kubernetes.io/name` + `app.kubernetes.io/instance`.
-    """
-    crname = prometheus_crname(release, values)
-    spec = (values.get("prometheus") or {}).get("prometheusSpec") or {}
-    labels = dict(((spec.get("podMetadata") or {}).get("labels")) or {})
-    agent = (values.get("prometheus") or {}).get("agentMode")
-    labels.update(
-        {
-            "app.kubernetes.io/name": "prometheus-agent" if agent else "prometheus",
-            "app.kubernetes.io/instance": crname,
-            "operator.prometheus.io/name": crname,
-            "prometheus": crname,
-        }
-    )
-    return labels
-
-
-class Absent:
-    """A selector the chart leaves out of the Prometheus object: the operator then selects nothing."""
-
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-ABSENT = Absent()
-
-
-def chart_object_selector(spec: Mapping[str, Any], kind: str, release: str) -> Mapping[str, Any] | Absent:
-    """The `<kind>Selector` kube-prometheus-stack 88.5.3 writes into its Prometheus object
-    (templates/prometheus/prometheus.yaml), from the merged `prometheus.prometheusSpec` values.
-
-    kind is serviceMonitor, podMonitor or rule. A non-empty selector wins; else `*NilUsesHelmValues`
-    gives `release: <release name>`; else `{}` (everything) — except that a null ruleSelector is left
-    out, and a Prometheus without ruleSelector loads no rules.
-    """
-    selector = spec.get(f"{kind}Selector")
-    if selector:
-        return selector
-    if spec.get(f"{kind}SelectorNilUsesHelmValues"):
-        return {"matchLabels": {"release": release}}
-    if kind == "rule" and selector is None:
-        return ABSENT
-    return {}
-
-
-def chart_namespace_selector(spec: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    """`<kind>NamespaceSelector` as the chart writes it: the value if non-empty, else `{}` (all namespaces)."""
-    return spec.get(f"{kind}NamespaceSelector") or {}
-
-
-def prometheus_selects(
-    obj: Obj, spec: Mapping[str, Any], kind: str, release: str, ns_labels: Labels
-) -> tuple[bool, str]:
-    """Whether the chart's Prometheus picks up `obj` (a ServiceMonitor, PodMonitor or PrometheusRule)."""
-    selector = chart_object_selector(spec, kind, release)
-    labels = obj["metadata"].get("labels") or {}
-    if isinstance(selector, Absent):
-        return False, f"the chart renders no {kind}Selector: Prometheus loads no {kind} at all"
-    if not selector_matches(selector, labels):
-        return False, f"{kind}Selector {selector} does not match the labels {labels}"
-    ns_selector = chart_namespace_selector(spec, kind)
-    if not selector_matches(ns_selector, ns_labels):
-        return False, f"{kind}NamespaceSelector {ns_selector} does not match the namespace labels {ns_labels}"
+def prometheus_selects(obj: Obj, prometheus: Mapping[str, Any], kind: str, ns_labels: Labels) -> tuple[bool, str]:
+    """Whether a Prometheus object (offcluster.chart.prometheus) picks up `obj` (a ServiceMonitor, PodMonitor or
+    PrometheusRule): the doctor's two hops (offcluster.discovery.prometheus_selects), as one answer."""
+    kinds = {v: k for k, v in discovery.SELECTOR_OF.items()}
+    for verdict in discovery.prometheus_selects(dict(prometheus), {**obj, "kind": kinds[kind]}, ns_labels):
+        if not verdict.ok:
+            return False, verdict.why
     return True, "selected"
 
 
 # ---- Grafana dashboard sidecar (k8s-sidecar) --------------------------------------------------------------
 
 
-def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj, grafana_namespace: str) -> tuple[bool, str]:
-    """Whether the grafana chart's dashboard sidecar, configured by `sidecar.dashboards`, loads `configmap`."""
-    if not sidecar.get("enabled"):
-        return False, "the dashboard sidecar is disabled"
-    if sidecar.get("resource", "both") not in ("both", "configmap"):
-        return False, f"the sidecar watches {sidecar['resource']}, not ConfigMaps"
-    label, wanted = sidecar.get("label"), sidecar.get("labelValue")
-    labels = configmap["metadata"].get("labels") or {}
-    if label not in labels:
-        return False, f"the ConfigMap lacks the label {label!r} the sidecar selects on"
-    # An empty labelValue means "any value" (LABEL_VALUE unset in k8s-sidecar).
-    if wanted not in (None, "") and labels[label] != str(wanted):
-        return False, f"label {label}={labels[label]!r}, the sidecar wants {wanted!r}"
-    namespace = configmap["metadata"].get("namespace")
-    searched = sidecar.get("searchNamespace")
-    if searched is None:
-        names = [grafana_namespace]
-    elif isinstance(searched, list):
-        names = [str(n) for n in searched]
-    else:
-        names = [n.strip() for n in str(searched).split(",")]
-    if "ALL" not in names and namespace not in names:
-        return False, f"the sidecar searches {names}, not {namespace!r}"
-    return True, "seen"
-
-
-# ---- NetworkPolicy ----------------------------------------------------------------------------------------
-
-
-def _port_matches(rule_ports: list[Obj] | None, port: int, port_name: str | None, protocol: str) -> bool:
-    if not rule_ports:
-        return True
-    for p in rule_ports:
-        if p.get("protocol", "TCP") != protocol:
-            continue
-        wanted = p.get("port")
-        if wanted is None or wanted == port or (port_name is not None and wanted == port_name):
-            return True
-        if isinstance(wanted, int) and p.get("endPort") and wanted <= port <= p["endPort"]:
-            return True
-    return False
-
-
-def _peer_matches(peer: Obj, policy_ns: str, src_ns: str, src_ns_labels: Labels, src_labels: Labels) -> bool:
-    if "ipBlock" in peer:
-        return False  # pod IPs are not known offline; an ipBlock is never how in-cluster peers should match
-    ns_selector, pod_selector = peer.get("namespaceSelector"), peer.get("podSelector")
-    if ns_selector is None and src_ns != policy_ns:
-        return False
-    if ns_selector is not None and not selector_matches(ns_selector, src_ns_labels):
-        return False
-    return pod_selector is None or selector_matches(pod_selector, src_labels)
-
-
-def ingress_allowed(
-    policies: Iterable[Obj],
-    pod_ns: str,
-    pod_labels: Labels,
-    port: int,
-    port_name: str | None,
-    src_ns: str,
-    src_ns_labels: Labels,
-    src_labels: Labels,
-    protocol: str = "TCP",
-) -> bool:
-    """Whether a connection from a pod (src) to `port` of a pod (pod_ns, pod_labels) is allowed.
-
-    NetworkPolicies are additive allow-lists: a pod selected by no Ingress policy accepts everything; once
-    one selects it, a connection needs one rule (any policy) whose peers and ports both match.
-    """
-    isolating = [
-        p
-        for p in policies
-        if p["metadata"].get("namespace") == pod_ns
-        and selector_matches(p["spec"].get("podSelector", {}), pod_labels)
-        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
-    ]
-    if not isolating:
-        return True
-    for policy in isolating:
-        for rule in policy["spec"].get("ingress") or []:
-            peers = rule.get("from")
-            peer_ok = not peers or any(_peer_matches(peer, pod_ns, src_ns, src_ns_labels, src_labels) for peer in peers)
-            if peer_ok and _port_matches(rule.get("ports"), port, port_name, protocol):
-                return True
-    return False
+def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> tuple[bool, str]:
+    """Whether the dashboard sidecar (offcluster.chart.grafana_sidecar: label, label_value, namespaces, and
+    optionally enabled/resource as the grafana chart's values say) loads `configmap`."""
+    verdict = discovery.sidecar_sees(sidecar, configmap)
+    return verdict.ok, verdict.why if not verdict.ok else "seen"
 
 
 # ---- CRD schemas ------------------------------------------------------------------------------------------
@@ -274,49 +108,6 @@ def _close(node: Any) -> None:
 
 
 # ---- Alertmanager routing ---------------------------------------------------------------------------------
-
-_MATCHER = re.compile(r"^\s*\{?\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*\}?\s*$")
-
-
-def parse_matcher(text: str) -> tuple[str, str, str]:
-    """One Alertmanager matcher string (`name = "value"`, `name=~regex`...) as (name, op, value)."""
-    found = _MATCHER.match(text)
-    if not found:
-        raise ValueError(f"not an Alertmanager matcher: {text!r}")
-    name, op, value = found.groups()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return name, op, value
-
-
-def _matcher_holds(name: str, op: str, value: str, labels: Labels) -> bool:
-    actual = labels.get(name, "")
-    if op == "=":
-        return actual == value
-    if op == "!=":
-        return actual != value
-    matched = re.fullmatch(value, actual) is not None
-    return matched if op == "=~" else not matched
-
-
-def route_matches(route: Mapping[str, Any], labels: Labels) -> bool:
-    checks = [parse_matcher(m) for m in route.get("matchers") or []]
-    checks += [(k, "=", str(v)) for k, v in (route.get("match") or {}).items()]
-    checks += [(k, "=~", str(v)) for k, v in (route.get("match_re") or {}).items()]
-    return all(_matcher_holds(n, op, v, labels) for n, op, v in checks)
-
-
-def receivers_for(route: Mapping[str, Any], labels: Labels, inherited: str | None = None) -> list[str]:
-    """The receivers an alert with `labels` is sent to, walking the routing tree as Alertmanager does:
-    depth first, first matching child wins unless it says `continue`, receivers inherited downwards."""
-    receiver = route.get("receiver", inherited)
-    found: list[str] = []
-    for child in route.get("routes") or []:
-        if route_matches(child, labels):
-            found.extend(receivers_for(child, labels, receiver))
-            if not child.get("continue"):
-                break
-    return found or [receiver]
 
 
 def all_receiver_refs(route: Mapping[str, Any]) -> set[str]:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.manifests.deploy_spec import CHART, CHART_REPOSITORY, MONITORING_NAMESPACE
+from offcluster import chart
+from tests.manifests.deploy_spec import CHART, CHART_REPOSITORY, HELMFILE, MONITORING_NAMESPACE, Obj
 from tests.manifests.kube_logic import unknown_keys
 
 # Subtrees whose keys are user data, not chart settings, so the defaults cannot list them. Globs over the
@@ -120,22 +121,60 @@ def test_the_credential_scan_finds_a_password() -> None:
     assert _secret_like({"a": [{"webhook_configs": [{"http_config": {"bearer_token": "x"}}]}]})
 
 
-def test_components_minikube_cannot_serve_are_off(effective_values: dict[str, Any]) -> None:
-    for component in UNREACHABLE_ON_MINIKUBE:
-        assert effective_values[component]["enabled"] is False, component
+# What the chart names the Service and ServiceMonitor of each component (`<fullname>-<suffix>`).
+COMPONENT_OBJECT = {
+    "kubeEtcd": "kube-etcd",
+    "kubeControllerManager": "kube-controller-manager",
+    "kubeScheduler": "kube-scheduler",
+    "kubeProxy": "kube-proxy",
+}
 
 
-def test_sized_for_a_laptop(effective_values: dict[str, Any]) -> None:
-    prometheus = effective_values["prometheus"]["prometheusSpec"]
+def _unreachable_monitors(objects: list[Obj]) -> list[str]:
+    names = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceMonitor"}
+    return sorted(n for n in names if any(n.endswith(f"-{COMPONENT_OBJECT[c]}") for c in UNREACHABLE_ON_MINIKUBE))
+
+
+def test_components_minikube_cannot_serve_are_off(chart_objects: list[Obj]) -> None:
+    assert not _unreachable_monitors(chart_objects)
+    # What the chart does scrape on such a cluster is still there.
+    assert any(o["metadata"]["name"].endswith("-kubelet") for o in chart_objects if o["kind"] == "ServiceMonitor")
+
+
+def test_the_chart_would_scrape_them_by_default(shared_dir: Path, tmp_path: Path) -> None:
+    """The check above can fail: with the components left at the chart's defaults, Helm renders their monitors."""
+    helmfile = tmp_path / "helmfile.yaml"
+    spec = yaml.safe_load(HELMFILE.read_text())
+    (declared,) = spec["releases"]
+    declared["values"] = [str(HELMFILE.parent / v) for v in declared["values"]]
+    declared["values"].append({c: {"enabled": True} for c in UNREACHABLE_ON_MINIKUBE})
+    helmfile.write_text(yaml.safe_dump(spec))
+    objects = chart.rendered(shared_dir, helmfile)
+    assert objects is not None
+    assert len(_unreachable_monitors(objects)) == len(UNREACHABLE_ON_MINIKUBE)
+
+
+def _container_resources(objects: list[Obj], deployment_suffix: str) -> dict[str, Any] | None:
+    for deploy in objects:
+        if deploy["kind"] == "Deployment" and deploy["metadata"]["name"].endswith(deployment_suffix):
+            return deploy["spec"]["template"]["spec"]["containers"][0].get("resources") or {}
+    return None
+
+
+def test_sized_for_a_laptop(chart_objects: list[Obj], values: dict[str, Any]) -> None:
+    prometheus = chart.prometheus(chart_objects)["spec"]
     assert prometheus["retention"] != "10d", "the chart's 10 d retention is not laptop-sized"
     assert prometheus["retentionSize"], "retentionSize keeps the TSDB emptyDir from filling the node's disk"
+    alertmanager = next(o for o in chart_objects if o["kind"] == "Alertmanager")["spec"]
+    grafana = _container_resources(chart_objects, "-grafana")
     components = {
-        "prometheus": prometheus,
-        "alertmanager": effective_values["alertmanager"]["alertmanagerSpec"],
-        "prometheusOperator": effective_values["prometheusOperator"],
-        "grafana": effective_values["grafana"],
+        "prometheus": prometheus.get("resources"),
+        "alertmanager": alertmanager.get("resources"),
+        "prometheusOperator": _container_resources(chart_objects, "-operator"),
+        # The grafana subchart renders its Deployment only when it is under the chart's charts/.
+        "grafana": grafana if grafana is not None else values["grafana"].get("resources"),
     }
-    for name, spec in components.items():
-        resources = spec.get("resources") or {}
+    for name, resources in components.items():
+        resources = resources or {}
         assert (resources.get("requests") or {}).get("memory"), f"{name}: no memory request"
         assert (resources.get("limits") or {}).get("memory"), f"{name}: no memory limit"

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from offcluster import chart
 from offcluster.durations import seconds
 from offcluster.kube import selector_matches
+from offcluster.manifests import CANARY, render
 from tests.manifests.deploy_spec import (
     APP_NAMESPACE,
     MONITORING_NAMESPACE,
@@ -20,11 +22,8 @@ from tests.manifests.deploy_spec import (
     served_get_paths,
 )
 from tests.manifests.kube_logic import (
-    ABSENT,
-    chart_object_selector,
     ingress_allowed,
     namespace_labels,
-    prometheus_pod_labels,
     prometheus_selects,
     sidecar_sees,
 )
@@ -155,16 +154,24 @@ def test_multiprocess_dir_is_a_memory_emptydir(base_objects: list[Obj]) -> None:
 SELECTOR_OF = {"ServiceMonitor": "serviceMonitor", "PodMonitor": "podMonitor", "PrometheusRule": "rule"}
 
 
-def test_the_charts_prometheus_selects_our_monitoring_objects(
-    base_objects: list[Obj], effective_values: dict[str, Any], release: dict[str, Any]
+@pytest.mark.parametrize("tree", ["manifests", "canary"])
+def test_the_rendered_prometheus_selects_our_monitoring_objects(
+    tree: str, base_objects: list[Obj], chart_prometheus: Obj
 ) -> None:
-    spec = effective_values["prometheus"]["prometheusSpec"]
-    objects = [o for o in base_objects if o["kind"] in SELECTOR_OF]
-    assert {o["kind"] for o in objects} >= {"ServiceMonitor", "PrometheusRule"}
-    for obj in objects:
-        ns = namespace_labels(obj["metadata"]["namespace"], base_objects)
-        selected, why = prometheus_selects(obj, spec, SELECTOR_OF[obj["kind"]], release["name"], ns)
-        assert selected, f"{obj['kind']}/{obj['metadata']['name']} is not discovered: {why}"
+    """The Prometheus object Helm renders from helmfile's values, its selectors applied to `kubectl kustomize`."""
+    objects = base_objects if tree == "manifests" else render(CANARY)
+    spec = chart_prometheus["spec"]
+    print(
+        f"\n{tree}: serviceMonitorSelector {spec.get('serviceMonitorSelector')}, "
+        f"ruleSelector {spec.get('ruleSelector')}, namespace selectors "
+        f"{spec.get('serviceMonitorNamespaceSelector')} / {spec.get('ruleNamespaceSelector')}"
+    )
+    monitoring = [o for o in objects if o["kind"] in SELECTOR_OF]
+    assert {o["kind"] for o in monitoring} >= {"ServiceMonitor", "PrometheusRule"}
+    for obj in monitoring:
+        ns = namespace_labels(obj["metadata"]["namespace"], objects)
+        selected, why = prometheus_selects(obj, chart_prometheus, SELECTOR_OF[obj["kind"]], ns)
+        assert selected, f"{tree}: {obj['kind']}/{obj['metadata']['name']} is not discovered: {why}"
 
 
 @pytest.mark.parametrize(
@@ -183,12 +190,12 @@ def test_the_charts_prometheus_selects_our_monitoring_objects(
             {"matchLabels": {"a": "b"}},
         ),
         ({"ruleSelectorNilUsesHelmValues": False, "ruleSelector": {}}, "rule", {}),
-        ({"ruleSelectorNilUsesHelmValues": False}, "rule", ABSENT),
+        ({"ruleSelectorNilUsesHelmValues": False}, "rule", None),
         ({"ruleSelectorNilUsesHelmValues": True}, "rule", {"matchLabels": {"release": "rel"}}),
     ],
 )
 def test_chart_selector_rule(spec: dict[str, Any], kind: str, expected: Any) -> None:
-    assert chart_object_selector(spec, kind, "rel") == expected
+    assert chart.chart_object_selector(spec, kind, "rel") == expected
 
 
 def test_the_selection_rule_tells_labels_and_namespaces_apart() -> None:
@@ -203,13 +210,18 @@ def test_the_selection_rule_tells_labels_and_namespaces_apart() -> None:
     def monitor(release: str) -> Obj:
         return {"metadata": {"name": "m", "namespace": APP_NAMESPACE, "labels": {"release": release}}}
 
+    def prometheus(values: dict[str, Any]) -> Obj:
+        spec = {"serviceMonitorNamespaceSelector": values.get("serviceMonitorNamespaceSelector") or {}}
+        selector = chart.chart_object_selector(values, "serviceMonitor", "rel")
+        return {"spec": spec if selector is None else {**spec, "serviceMonitorSelector": selector}}
+
     # The classic copy-paste from another setup: `release: prometheus`.
-    assert not prometheus_selects(monitor("prometheus"), default, "serviceMonitor", "rel", ns)[0]
-    assert prometheus_selects(monitor("rel"), default, "serviceMonitor", "rel", ns)[0]
+    assert not prometheus_selects(monitor("prometheus"), prometheus(default), "serviceMonitor", ns)[0]
+    assert prometheus_selects(monitor("rel"), prometheus(default), "serviceMonitor", ns)[0]
     everything = {**default, "serviceMonitorSelectorNilUsesHelmValues": False}
-    assert prometheus_selects(monitor("prometheus"), everything, "serviceMonitor", "rel", ns)[0]
+    assert prometheus_selects(monitor("prometheus"), prometheus(everything), "serviceMonitor", ns)[0]
     restricted = {**default, "serviceMonitorNamespaceSelector": {"matchLabels": {"team": "observability"}}}
-    assert not prometheus_selects(monitor("rel"), restricted, "serviceMonitor", "rel", ns)[0]
+    assert not prometheus_selects(monitor("rel"), prometheus(restricted), "serviceMonitor", ns)[0]
 
 
 # ---- Grafana dashboard sidecar ----------------------------------------------------------------------------
@@ -220,13 +232,14 @@ def _dashboards(objects: list[Obj]) -> list[Obj]:
 
 
 def test_the_dashboard_configmap_is_seen_by_the_grafana_sidecar(
-    base_objects: list[Obj], effective_grafana_values: dict[str, Any], release: dict[str, Any]
+    base_objects: list[Obj], chart_objects: list[Obj]
 ) -> None:
-    sidecar = effective_grafana_values["sidecar"]["dashboards"]
+    sidecar = chart.grafana_sidecar(chart_objects)
+    print(f"\ngrafana sidecar {sidecar}")
     dashboards = _dashboards(base_objects)
     assert dashboards, "no ConfigMap carries a dashboard (.json key)"
     for configmap in dashboards:
-        seen, why = sidecar_sees(sidecar, configmap, release["namespace"])
+        seen, why = sidecar_sees(sidecar, configmap)
         assert seen, f"ConfigMap {configmap['metadata']['name']}: {why}"
         for key, text in configmap["data"].items():
             assert isinstance(json.loads(text), dict), f"{key} is not a JSON object"
@@ -234,16 +247,16 @@ def test_the_dashboard_configmap_is_seen_by_the_grafana_sidecar(
 
 def test_the_sidecar_rule_rejects_what_grafana_would_not_load() -> None:
     configmap = {"metadata": {"name": "d", "namespace": APP_NAMESPACE, "labels": {"grafana_dashboard": "1"}}}
-    on = {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}
-    assert sidecar_sees(on, configmap, MONITORING_NAMESPACE)[0]
+    on = {"label": "grafana_dashboard", "label_value": "1", "namespaces": "ALL"}
+    assert sidecar_sees(on, configmap)[0]
     # The grafana chart's own default: only Grafana's namespace.
-    assert not sidecar_sees({**on, "searchNamespace": None}, configmap, MONITORING_NAMESPACE)[0]
-    assert sidecar_sees({**on, "searchNamespace": [MONITORING_NAMESPACE, APP_NAMESPACE]}, configmap, "x")[0]
-    assert sidecar_sees({**on, "searchNamespace": f"{MONITORING_NAMESPACE},{APP_NAMESPACE}"}, configmap, "x")[0]
-    assert not sidecar_sees({**on, "labelValue": "true"}, configmap, MONITORING_NAMESPACE)[0]
-    assert not sidecar_sees({**on, "label": "dashboard"}, configmap, MONITORING_NAMESPACE)[0]
-    assert not sidecar_sees({**on, "enabled": False}, configmap, MONITORING_NAMESPACE)[0]
-    assert not sidecar_sees({**on, "resource": "secret"}, configmap, MONITORING_NAMESPACE)[0]
+    assert not sidecar_sees({**on, "namespaces": [MONITORING_NAMESPACE]}, configmap)[0]
+    assert sidecar_sees({**on, "namespaces": [MONITORING_NAMESPACE, APP_NAMESPACE]}, configmap)[0]
+    assert sidecar_sees({**on, "label_value": None}, configmap)[0]
+    assert not sidecar_sees({**on, "label_value": "true"}, configmap)[0]
+    assert not sidecar_sees({**on, "label": "dashboard"}, configmap)[0]
+    assert not sidecar_sees({**on, "enabled": False}, configmap)[0]
+    assert not sidecar_sees({**on, "resource": "secret"}, configmap)[0]
 
 
 # ---- NetworkPolicy ----------------------------------------------------------------------------------------
@@ -271,16 +284,16 @@ def test_networkpolicy_selects_the_apps_pods(base_objects: list[Obj]) -> None:
 
 
 def test_networkpolicy_lets_the_charts_prometheus_scrape(
-    base_objects: list[Obj], effective_values: dict[str, Any], release: dict[str, Any]
+    base_objects: list[Obj], chart_prometheus: Obj, release: dict[str, Any]
 ) -> None:
-    prometheus = prometheus_pod_labels(release["name"], effective_values)
+    prometheus = chart.prometheus_pod_labels(chart_prometheus)
     assert _reachable(base_objects, "metrics", release["namespace"], prometheus)
 
 
 def test_networkpolicy_keeps_everyone_else_off_the_metrics_port(
-    base_objects: list[Obj], effective_values: dict[str, Any], release: dict[str, Any]
+    base_objects: list[Obj], chart_prometheus: Obj, release: dict[str, Any]
 ) -> None:
-    prometheus = prometheus_pod_labels(release["name"], effective_values)
+    prometheus = chart.prometheus_pod_labels(chart_prometheus)
     grafana = {"app.kubernetes.io/name": "grafana"}
     assert not _reachable(base_objects, "metrics", release["namespace"], grafana)
     assert not _reachable(base_objects, "metrics", APP_NAMESPACE, {"app.kubernetes.io/name": "wine-classifier"})

@@ -5,7 +5,8 @@ its own label set (an `absent()` keeps only its selector's equality matchers, an
 `by` labels). Each branch is evaluated by promtool on the input series of the test cases in which the alert
 fires (tests/rules/*.test.yaml), so the label sets are what the rules engine really produces; every branch
 must produce one somewhere. Each label set, with the alert's own labels and name, then goes through
-`amtool config routes test` on the `alertmanager.config` of the helmfile values.
+`amtool config routes test` on the Alertmanager configuration the chart renders into its Secret from
+helmfile's values (offcluster.chart; the values' `alertmanager.config` where the chart is absent).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import yaml
 
 from alerts.build import alerts
 from alerts.simulate import got_samples
-from offcluster.helm import chart_values
+from offcluster import chart
 from offcluster.manifests import RenderError, render, rule_groups
 from tests.availability import unavailable
 from tests.manifests.deploy_spec import APP_RECEIVER
@@ -31,7 +32,8 @@ MARK = "routing_check"
 @pytest.fixture(scope="module")
 def amtool_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("alertmanager") / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(chart_values()["alertmanager"]["config"]))
+    print(f"\nAlertmanager configuration: {chart.source()}")
+    path.write_text(yaml.safe_dump(chart.alertmanager_config()))
     return path
 
 

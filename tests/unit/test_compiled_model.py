@@ -88,3 +88,17 @@ def test_a_compiled_path_that_fails_is_not_used(monkeypatch) -> None:
 
     monkeypatch.setattr(app.compiled_model, "compile_proba", lambda estimator: broken)
     assert checked(train()[0], WINE[:10]) is None
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+def test_a_wider_model_with_drift_bins_on_a_subset_takes_the_compiled_path(estimator: str, tmp_path) -> None:
+    from app.train import synthetic
+
+    data = synthetic(features=40, classes=5)
+    model, metadata = train(0, estimator, data, drift_features=6)
+    write_artefact(model, metadata, tmp_path)
+    served = load(tmp_path)
+    assert served.drift_columns is not None and len(served.drift_columns) == 6
+    assert served.proba.__qualname__.startswith("compile_proba"), "the compiled path, not predict_proba"
+    rows = np.ascontiguousarray(data.data, dtype=float)
+    assert np.abs(served.predict(rows).probabilities - model.predict_proba(rows)).max() <= TOLERANCE

@@ -4,6 +4,7 @@ here: the fake executables below are empty files that only give `find` a layout 
 from __future__ import annotations
 
 import configparser
+import copy
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offcluster import grafana
+from offcluster import chart, grafana
 from offcluster.__main__ import stack_from_env
 from offcluster.config import Ports
 from offcluster.helm import CHART_VALUES, GRAFANA_CHART_VALUES, chart_values, helm_merge
@@ -44,15 +45,23 @@ def _fake_grafana(root: Path, name: str = "grafana") -> Path:
     return executable
 
 
-def test_the_datasource_is_the_charts_and_the_dashboards(written, shared_dir):
-    chart = helm_merge(_yaml(shared_dir / CHART_VALUES), chart_values())["grafana"]["sidecar"]["datasources"]
+def test_the_datasource_is_the_charts_and_the_dashboards(written, chart_objects):
+    rendered = {d["type"]: d for d in chart.grafana_datasources(chart_objects)}
     sources = {d["type"]: d for d in _yaml(written / "provisioning" / "datasources" / "datasource.yaml")["datasources"]}
     prometheus = sources["prometheus"]
-    assert (prometheus["uid"], prometheus["name"]) == (chart["uid"], chart["name"])
-    assert prometheus["isDefault"] is chart["isDefaultDatasource"] is True
-    assert prometheus["url"] == f"{PROMETHEUS_URL}/" and prometheus["jsonData"]["httpMethod"] == chart["httpMethod"]
-    assert sources["alertmanager"]["uid"] == chart["alertmanager"]["uid"]
-    assert sources["alertmanager"]["url"] == f"{ALERTMANAGER_URL}/"
+    for kind, url in (("prometheus", PROMETHEUS_URL), ("alertmanager", ALERTMANAGER_URL)):
+        # What the chart provisions in a cluster, pointed at the local process; the step follows the local scrape.
+        expected = copy.deepcopy(rendered[kind])
+        expected["url"] = f"{url}/"
+        if kind == "prometheus":
+            expected["jsonData"]["timeInterval"] = "15s"
+        assert sources[kind] == expected
+    assert prometheus["isDefault"] is True
+    # Without the chart the same file comes from the chart's defaults restated in offcluster.grafana.
+    assert (prometheus["uid"], prometheus["name"]) == (
+        grafana.PROMETHEUS_DATASOURCE["uid"],
+        grafana.PROMETHEUS_DATASOURCE["name"],
+    )
     # The dashboard reads `${datasource}`, a datasource variable of this type, which defaults to the default one.
     for path in (MANIFESTS / "dashboards").glob("*.json"):
         model = json.loads(path.read_text())
@@ -65,28 +74,33 @@ def test_the_datasource_is_the_charts_and_the_dashboards(written, shared_dir):
                 assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
 
 
-def test_the_provider_is_the_sidecars_reading_the_dashboards_the_configmap_ships(written, shared_dir):
+def test_the_provider_is_the_sidecars_reading_the_dashboards_the_configmap_ships(written, shared_dir, chart_objects):
     defaults = _yaml(shared_dir / GRAFANA_CHART_VALUES)
     parent = _yaml(shared_dir / CHART_VALUES).get("grafana") or {}
     values = helm_merge(helm_merge(defaults, parent), chart_values().get("grafana") or {})
-    chart = values["sidecar"]["dashboards"]["provider"]
+    declared = values["sidecar"]["dashboards"]["provider"]
     (provider,) = _yaml(written / "provisioning" / "dashboards" / "provider.yaml")["providers"]
-    assert provider["name"] == chart["name"] and provider["orgId"] == chart["orgid"]
+    assert provider["name"] == declared["name"] and provider["orgId"] == declared["orgid"]
     assert (provider["folder"], provider["folderUid"], provider["type"]) == (
-        chart["folder"],
-        chart["folderUid"],
-        chart["type"],
+        declared["folder"],
+        declared["folderUid"],
+        declared["type"],
     )
-    assert provider["disableDeletion"] == chart["disableDelete"]
-    assert provider["allowUiUpdates"] == chart["allowUiUpdates"]
-    assert provider["updateIntervalSeconds"] == (chart.get("updateIntervalSeconds") or 30)  # the template's default
-    assert provider["options"]["foldersFromFilesStructure"] == chart["foldersFromFilesStructure"]
+    assert provider["disableDeletion"] == declared["disableDelete"]
+    assert provider["allowUiUpdates"] == declared["allowUiUpdates"]
+    assert provider["updateIntervalSeconds"] == (declared.get("updateIntervalSeconds") or 30)  # the template's default
+    assert provider["options"]["foldersFromFilesStructure"] == declared["foldersFromFilesStructure"]
     # Instead of the folder the sidecar fills from ConfigMaps, the directory the ConfigMap is generated from.
     path = Path(provider["options"]["path"])
     assert path == MANIFESTS / "dashboards"
     generator = _yaml(MANIFESTS / "kustomization.yaml")["configMapGenerator"]
     shipped = {MANIFESTS / f.split("=")[-1] for g in generator for f in g.get("files", []) if f.endswith(".json")}
     assert shipped and shipped <= set(path.glob("*.json"))
+    # With the grafana subchart under the chart's charts/, the provider Helm renders, but for the path.
+    rendered = chart.grafana_dashboard_providers(chart_objects)
+    print(f"\ndashboard provider: {'rendered' if rendered else 'the grafana chart defaults (subchart not rendered)'}")
+    if rendered:
+        assert [{**p, "options": {**p["options"], "path": str(path)}} for p in rendered] == [provider]
 
 
 def test_anonymous_viewer_on_localhost_and_no_password(written):

@@ -9,8 +9,8 @@ import socket
 import pytest
 
 from harness.server import free_port, free_port_run
-from offcluster.config import Ports, alertmanager_config, app_environment, build
-from offcluster.helm import chart_values
+from offcluster import chart
+from offcluster.config import Ports, app_environment, build, local_alertmanager_config
 from offcluster.manifests import RenderError, of_kind, one, render
 from offcluster.pods import local_pods, local_port
 from offcluster.scrape import scrape_configs
@@ -117,9 +117,8 @@ def test_a_manifest_that_does_not_render_is_reported(tmp_path):
 
 
 def test_alertmanager_keeps_the_routes_and_sends_every_receiver_to_the_local_sink():
-    values = chart_values()
-    declared = values["alertmanager"]["config"]
-    config = alertmanager_config(values, "http://127.0.0.1:1234")
+    declared = chart.alertmanager_config()
+    config = local_alertmanager_config(declared, "http://127.0.0.1:1234")
     assert config["route"] == declared["route"]
     assert [r["name"] for r in config["receivers"]] == [r["name"] for r in declared["receivers"]]
     for receiver in config["receivers"]:

@@ -15,12 +15,8 @@ import yaml
 
 from offcluster.config import Ports, build
 from offcluster.manifests import ROOT, RenderError, one, render
-from offcluster.scrape import scrape_configs
+from offcluster.scrape import DISCOVERY_WAIT, discovered_labels, scrape_configs
 from offcluster.targets import LOCAL_IP, node_name, targets
-
-# promtool waits this long for discovery whatever it finds (its default, 30s, would dominate the suite); static
-# targets arrive at once, the margin is for a loaded machine.
-DISCOVERY_WAIT = "1s"
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +36,10 @@ def _changed(objects, monitor_spec=None, endpoint=None, pod_labels=None):
 def final_labels(promtool: str, objects, tmp_path: Path, **options) -> dict[str, str]:
     """The labels Prometheus gives the job's first target (its first pod) after relabelling (what
     `/api/v1/targets` shows); every pod is a target."""
-    jobs = scrape_configs(objects, **options)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "30s"}, "scrape_configs": jobs}))
-    result = subprocess.run(
-        [promtool, "check", "service-discovery", f"--timeout={DISCOVERY_WAIT}", str(config), jobs[0]["job_name"]],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    found = json.loads(result.stdout)
-    assert len(found) == len([t for t in targets(objects) if t.job_name == jobs[0]["job_name"]]), found
-    return {k: v for k, v in found[0]["labels"].items() if not k.startswith("__")}
+    found = discovered_labels(objects, tmp_path, promtool, **options)
+    first_job = scrape_configs(objects, **options)[0]["job_name"]
+    assert len(found) == len([t for t in targets(objects) if t.job_name == first_job]), found
+    return found[0]
 
 
 def test_todays_servicemonitor_gets_the_operators_labels(promtool, objects, tmp_path):
