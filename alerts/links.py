@@ -24,8 +24,10 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNBOOK_URL = os.environ.get("RUNBOOK_URL") or "http://127.0.0.1:9095/runbooks"
-GRAFANA_URL = (os.environ.get("GRAFANA_URL") or "http://127.0.0.1:3000").rstrip("/")
+DEFAULT_RUNBOOK_URL = "http://127.0.0.1:9095/runbooks"
+DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
+RUNBOOK_URL = os.environ.get("RUNBOOK_URL") or DEFAULT_RUNBOOK_URL
+GRAFANA_URL = (os.environ.get("GRAFANA_URL") or DEFAULT_GRAFANA_URL).rstrip("/")
 DASHBOARD = ROOT / "manifests" / "dashboards" / "wine-classifier.json"
 
 # The panel each alert's page should open on: the one that plots what the alert compares. The burn-rate

@@ -189,3 +189,13 @@ def test_the_default_links_are_the_local_stacks_default_ports():
 
     assert f"http://127.0.0.1:{Ports().webhook}/runbooks" == links.RUNBOOK_URL
     assert f"http://127.0.0.1:{Ports().grafana}" == links.GRAFANA_URL
+
+
+def test_the_local_rules_link_to_this_stacks_runbook_page_and_grafana(objects, tmp_path):
+    ports = Ports(app=free_port(), metrics=free_port(), webhook=12345, grafana=23456)
+    rules = build(objects, ports, tmp_path / "rules.yaml").rules
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts
+    for rule in alerts:
+        assert rule["annotations"]["runbook_url"].startswith("http://127.0.0.1:12345/runbooks#"), rule["alert"]
+        assert rule["annotations"]["dashboard_url"].startswith("http://127.0.0.1:23456/d/"), rule["alert"]
