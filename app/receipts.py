@@ -8,7 +8,9 @@ under a key every pod of the deployment holds (`FEEDBACK_RECEIPT_KEY`, from one 
 Any pod checks it with that key alone and counts the item under the version that made the prediction; only a
 pod of that deployment can have minted it, so the versions a client can name are the ones the pods served.
 
-Without a key (none configured) no receipt is issued and a pod takes feedback for its own version only.
+A receipt names a version, not one prediction: like the version itself before it, it bounds the label values
+feedback can create, not how much feedback a client sends. Without a key (none configured) no receipt is
+issued and a pod takes feedback for its own version only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 log = logging.getLogger("app.receipts")
 
 KEY_ENV = "FEEDBACK_RECEIPT_KEY"
-# 32 bytes of key material, as `openssl rand -hex 32` gives: shorter keys are refused, not silently used.
+# `openssl rand -hex 32` gives 64 characters; fewer than 32 (128 bits as hex) are refused, not silently used.
 MIN_KEY_CHARS = 32
 # 128 bits of the SHA-256 MAC: forging one is out of reach, and the receipt stays short in every answer.
 MAC_HEX_CHARS = 32
