@@ -49,10 +49,21 @@ def _clamped(name: str) -> str:
     return f"clamp_min({name}, 1e-4)"
 
 
+# The quiet window's bin rates come from the short window's, recorded every evaluation: their sum over the quiet
+# window at this step, times the step, is the window's count (a step missing because the feature had no
+# values counts 0). A rate() over the raw counters would read 480 samples per series at every evaluation.
+QUIET_STEP = "5m"
+
+
+def _quiet_bin_rate() -> str:
+    return f"sum_over_time({bin_rate(W)}[{QUIET}:{QUIET_STEP}])\n* {t.seconds(QUIET_STEP)} / {t.seconds(QUIET)}"
+
+
 def _psi_records(window: str) -> tuple[Record, ...]:
     rate, count, fraction = bin_rate(window), values(window), share(window)
+    raw = f"sum by ({FEATURE}, bin) (rate({BINS}[{window}]))"
     return (
-        Record(rate, f"sum by ({FEATURE}, bin) (rate({BINS}[{window}]))"),
+        Record(rate, raw if window == W else _quiet_bin_rate()),
         # Values of each feature per second: the denominator of the shares and the volume gate of the alerts.
         Record(count, f"sum by ({FEATURE}) ({rate})"),
         # a_b. The `or` part gives every reference bin of a feature with traffic a share of 0, so an emptied bin
