@@ -65,8 +65,8 @@ def threshold_table() -> str:
         (
             "Input drift (PSI)",
             f"moderate > {t.PSI_MODERATE:g}, major > {t.PSI_MAJOR:g}, over {t.DRIFT_WINDOW} with >= "
-            f"{t.DRIFT_MIN_ROWS} values of the feature (fewer: over {t.DRIFT_QUIET_WINDOW} with as many), for "
-            f"{t.DRIFT_FOR} (moderate: {t.DRIFT_MODERATE_FOR})",
+            f"{t.DRIFT_MIN_ROWS} values of the feature (major, with fewer: over {t.DRIFT_QUIET_WINDOW} with as "
+            f"many), for {t.DRIFT_FOR} (moderate: {t.DRIFT_MODERATE_FOR})",
         ),
         (
             "Broken feature",

@@ -134,7 +134,7 @@ def scenarios() -> list[Scenario]:
         Scenario(f"quiet service (~0.1 req/s): unit error, one feature x1000 ({FEATURE})",
                  ((QUIET, 150), (quiet_x1000, 40)), "page", 30, _critical, "a critical alert"),
         Scenario(f"quiet service (~0.1 req/s): one feature shifted by 1 standard deviation ({FEATURE})",
-                 ((QUIET, 150), (quiet_shift, 150)), "page", 90,
+                 ((QUIET, 150), (quiet_shift, 150)), "page", 120,
                  _named("WineClassifierInputDriftModerate", "WineClassifierInputDriftHigh"), "a drift alert"),
         Scenario(f"canary ({CANARY_PODS} pod next to {STABLE_PODS} stable, 1 req/s in all) turns worse: "
                  "--estimator stump", ((POD_HEALTHY, 105),), "page", 20, _named("WineClassifierCanaryWorse"),
