@@ -65,12 +65,13 @@ def threshold_table() -> str:
         (
             "Input drift (PSI)",
             f"moderate > {t.PSI_MODERATE:g}, major > {t.PSI_MAJOR:g}, over {t.DRIFT_WINDOW} with >= "
-            f"{t.DRIFT_MIN_ROWS} values of the feature, for {t.DRIFT_FOR} (moderate: {t.DRIFT_MODERATE_FOR})",
+            f"{t.DRIFT_MIN_ROWS} values of the feature (major, with fewer: over {t.DRIFT_QUIET_WINDOW} with as "
+            f"many), for {t.DRIFT_FOR} (moderate: {t.DRIFT_MODERATE_FOR})",
         ),
         (
             "Broken feature",
             f"> {t.BROKEN_BIN_SHARE:.0%} of a feature's values in one bin over {t.BROKEN_WINDOW} "
-            f"(>= {t.BROKEN_MIN_ROWS} values)",
+            f"(>= {t.BROKEN_MIN_ROWS} values; fewer: over {t.BROKEN_QUIET_WINDOW} with as many)",
         ),
         (
             "Prediction drift, confidence",

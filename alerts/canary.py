@@ -4,6 +4,11 @@ recording here keeps it, and the alert compares the canary's value with stable's
 drops `track` from the result): errors, p95 latency, mean confidence, class shares, live accuracy from
 feedback. Without a canary nothing has `track="canary"` and nothing fires. Each branch of the alert names what
 is worse in its `signal` label.
+
+Feedback is the exception to "by the pod's track": any pod counts an item under the model version that made
+the prediction (app/receipts.py), so the pod that counted it says nothing about the track. Feedback is summed
+by version and given the track whose pods serve that version (from `model_info`); a version served by both
+tracks (the canary promoted, not yet deleted) counts as stable.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ P95 = f"namespace_job_track:http_request_duration_seconds:p95_rate{W}"
 ROWS = f"namespace_job_track:model_predictions:rate{W}"
 CLASS_SHARE = f"namespace_job_track_class:model_predictions:ratio_rate{W}"
 CONFIDENCE = f"namespace_job_track:model_prediction_confidence:mean{W}"
+VERSION_TRACK = "namespace_job_version:model_info_track:max"
 MATRIX = f"namespace_job_track_predicted_actual:model_feedback:rate{W}"
 FEEDBACK = f"namespace_job_track:model_feedback:rate{W}"
 ACCURACY = f"namespace_job_track:model_accuracy:ratio_rate{W}"
@@ -79,7 +85,22 @@ CONCERN = Concern(
             f"sum by ({BY}) (rate({sel(MODEL_PREDICTION_CONFIDENCE + '_sum')}[{W}]))\n"
             f"/ (sum by ({BY}) (rate({sel(MODEL_PREDICTION_CONFIDENCE + '_count')}[{W}])) > 0)",
         ),
-        Record(MATRIX, f"sum by ({BY}, predicted_class, actual_class) (rate({sel(MODEL_FEEDBACK_TOTAL)}[{W}]))"),
+        # The track of each served version, one per version (`or on` keeps stable's where both serve it).
+        Record(
+            VERSION_TRACK,
+            "\nor on (namespace, job, model_version)\n".join(
+                f"label_replace(\n  max by ({KEEP}, model_version) ({sel(MODEL_INFO, track=track)}),\n"
+                f'  "track", "{track}", "", ""\n)'
+                for track in ("stable", "canary")
+            ),
+        ),
+        Record(
+            MATRIX,
+            f"sum by ({BY}, predicted_class, actual_class) (\n"
+            f"  sum by ({KEEP}, model_version, predicted_class, actual_class) (\n"
+            f"    rate({sel(MODEL_FEEDBACK_TOTAL)}[{W}])\n  )\n"
+            f"  * on ({KEEP}, model_version) group_left (track)\n  {VERSION_TRACK}\n)",
+        ),
         Record(FEEDBACK, f"sum by ({BY}) ({MATRIX})"),
         # The diagonal of each track's confusion matrix (see the quality rules) over all its items.
         Record(

@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
+from alerts import links
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
-RUNBOOK_BASE = "https://github.com/example/ml-observability-stack/blob/main/docs/runbooks.md#"
 # Both objects name the app and the release label the chart's Prometheus selects rules by.
 SERVICE = yaml.safe_load((MANIFESTS / "service.yaml").read_text())
 MONITOR = yaml.safe_load((MANIFESTS / "servicemonitor.yaml").read_text())
@@ -67,7 +68,8 @@ class Alert:
         out["annotations"] = {
             "summary": self.summary,
             "description": " ".join(self.description.split()),
-            "runbook_url": RUNBOOK_BASE + self.alert.lower(),
+            "runbook_url": links.runbook_url(self.alert),
+            "dashboard_url": links.dashboard_url(self.alert),
         }
         return out
 

@@ -48,8 +48,15 @@ DOC = ROOT / "docs" / "detection.md"
 FEATURE = "alcohol"
 POD_IP = "10.244.0.17"
 
+QUIET_RATE = 0.1
 HEALTHY = Traffic("healthy, 1 req/s")
-QUIET = Traffic("healthy, 0.1 req/s", rate=0.1)
+QUIET = Traffic("healthy, 0.1 req/s", rate=QUIET_RATE)
+# The canary overlay's split: the Service spreads connections evenly over the pods of both Deployments.
+STABLE_PODS, CANARY_PODS = 2, 1
+POD_RATE = 1.0 / (STABLE_PODS + CANARY_PODS)
+POD_HEALTHY = Traffic(f"healthy, {POD_RATE:.2g} req/s (one pod of {STABLE_PODS + CANARY_PODS})", rate=POD_RATE)
+# The worse canary: the training command's decision stump (held-out accuracy 0.6, as in tests/e2e/test_canary.py).
+CANARY_WORSE = Traffic(f"a worse model (--estimator stump), {POD_RATE:.2g} req/s", rate=POD_RATE, estimator="stump")
 KINDS = (
     HEALTHY,
     QUIET,
@@ -58,9 +65,15 @@ KINDS = (
     Traffic(f"{FEATURE} = 0 in every row", feature=FEATURE, alter="zero"),
     Traffic(f"{FEATURE} x1000", feature=FEATURE, alter="x1000"),
     Traffic(f"feedback reports {CLASSES[1]} as another class (30% feedback)", mislabelled=CLASSES[1]),
+    Traffic(f"{FEATURE} +1 standard deviation, 0.1 req/s", rate=QUIET_RATE, feature=FEATURE, alter="shift"),
+    Traffic(f"{FEATURE} = 0 in every row, 0.1 req/s", rate=QUIET_RATE, feature=FEATURE, alter="zero"),
+    Traffic(f"{FEATURE} x1000, 0.1 req/s", rate=QUIET_RATE, feature=FEATURE, alter="x1000"),
+    POD_HEALTHY,
+    CANARY_WORSE,
 )
-# Sampled minutes per kind. Healthy minutes fill most of every timeline, hence more of them.
-POOL = {HEALTHY: 30, QUIET: 30}
+# Sampled minutes per kind. Healthy minutes fill most of every timeline, hence more of them; a quiet minute
+# holds ~6 requests, so its kinds get as many minutes for the same variety of rows.
+POOL = {HEALTHY: 30, QUIET: 30, POD_HEALTHY: 30, **{kind: 30 for kind in KINDS[7:10]}}
 POOL_DEFAULT = 8
 NO_TARGET = None  # a timeline minute in which Prometheus discovers no target
 
@@ -75,6 +88,8 @@ class Scenario:
     budget: int
     watched: Callable[[dict[str, str]], bool] = lambda labels: True
     watched_text: str = "any alert"
+    # With a canary: `phases` is each of STABLE_PODS stable pods' traffic, `canary` the canary pod's.
+    canary: tuple[tuple[Traffic | None, int], ...] = ()
 
     @property
     def minutes(self) -> int:
@@ -82,7 +97,7 @@ class Scenario:
 
     @property
     def onset(self) -> int:
-        return self.phases[0][1]
+        return (self.canary or self.phases)[0][1]
 
     @property
     def recovery(self) -> int:
@@ -98,7 +113,7 @@ def _named(*names: str) -> Callable[[dict[str, str]], bool]:
 
 
 def scenarios() -> list[Scenario]:
-    outage, shift, zero, x1000, concept = KINDS[2:]
+    outage, shift, zero, x1000, concept, quiet_shift, quiet_zero, quiet_x1000 = KINDS[2:10]
     return [
         Scenario("full outage: every /predict answered 5xx", ((HEALTHY, 60), (outage, 30), (HEALTHY, 45)),
                  "page", 2, _critical, "a critical alert"),
@@ -115,6 +130,16 @@ def scenarios() -> list[Scenario]:
                  "page", 30, _named("WineClassifierAccuracyLow"), "WineClassifierAccuracyLow"),
         Scenario("no target discovered at all", ((HEALTHY, 20), (NO_TARGET, 15)),
                  "page", 7, _named("WineClassifierDown"), "WineClassifierDown"),
+        Scenario(f"quiet service (~0.1 req/s): one feature arriving as 0 ({FEATURE})",
+                 ((QUIET, 150), (quiet_zero, 40)), "page", 30, _critical, "a critical alert"),
+        Scenario(f"quiet service (~0.1 req/s): unit error, one feature x1000 ({FEATURE})",
+                 ((QUIET, 150), (quiet_x1000, 40)), "page", 30, _critical, "a critical alert"),
+        Scenario(f"quiet service (~0.1 req/s): one feature shifted by 1 standard deviation ({FEATURE})",
+                 ((QUIET, 150), (quiet_shift, 150)), "page", 120,
+                 _named("WineClassifierInputDriftModerate", "WineClassifierInputDriftHigh"), "a drift alert"),
+        Scenario(f"canary ({CANARY_PODS} pod next to {STABLE_PODS} stable, 1 req/s in all) turns worse: "
+                 "--estimator stump", ((POD_HEALTHY, 105),), "page", 20, _named("WineClassifierCanaryWorse"),
+                 "WineClassifierCanaryWorse", canary=((POD_HEALTHY, 60), (CANARY_WORSE, 45))),
         Scenario("3 days of healthy traffic, ~1 req/s", ((HEALTHY, 3 * 1440),), "silent", 0),
         Scenario("3 days of healthy traffic, ~0.1 req/s (a quiet night)", ((QUIET, 3 * 1440),), "silent", 0),
     ]  # fmt: skip
@@ -195,21 +220,27 @@ class Pools:
 
 # Kinds sampled one after the other on one service; lanes run side by side, each on its own service, so that
 # one lane's wait for the input-bin flush overlaps another's requests.
-LANES = ((HEALTHY,), (QUIET, KINDS[6]), KINDS[3:6], (KINDS[2],))
+LANES = ((HEALTHY, POD_HEALTHY), (QUIET, KINDS[6], *KINDS[7:10]), KINDS[3:6], (KINDS[2],), (CANARY_WORSE,))
 
 
 def sample_pools(model_dir: Path, workdir: Path, seed: int = 1) -> Pools:
+    from app.train import train, write_artefact
     from harness.server import start_server
 
     empty = workdir / "no-model"
     empty.mkdir(parents=True, exist_ok=True)
     assert {kind for lane in LANES for kind in lane} == set(KINDS)
+    assert all(len({(k.model, k.estimator) for k in lane}) == 1 for lane in LANES), "one model per lane"
+    models = {"": model_dir}
+    for estimator in {k.estimator for k in KINDS} - {""}:
+        models[estimator] = workdir / f"model-{estimator}"
+        write_artefact(*train(estimator=estimator), models[estimator])
 
     def lane(index: int) -> tuple[Sample, set[str], dict[Traffic, list[Sample]]]:
         kinds = LANES[index]
         directory = workdir / f"lane{index}"
         directory.mkdir(parents=True, exist_ok=True)
-        server = start_server(directory, model_dir if kinds[0].model else empty, workers=2)
+        server = start_server(directory, models[kinds[0].estimator] if kinds[0].model else empty, workers=2)
         try:
             rng = np.random.default_rng([seed, index])
             first = gauges(server.metrics)
@@ -454,6 +485,28 @@ def promtool_test(
     ]
 
 
+def scenario_series(
+    scenario: Scenario, pools: Pools, rng: np.random.Generator, target: dict[str, str], steps: int, wanted: set[str]
+) -> list[dict[str, str]]:
+    """The input series of every target of a scenario: one pod, or with a canary the overlay's pods, each a
+    target of its own (pod, instance and track as the operator would label them)."""
+    if not scenario.canary:
+        return input_series(timeline(scenario, pools, rng), pools, target, steps, wanted)
+    pods = [(phases, "stable", i) for i, phases in enumerate([scenario.phases] * STABLE_PODS)]
+    pods += [(scenario.canary, "canary", STABLE_PODS + i) for i in range(CANARY_PODS)]
+    series = []
+    for phases, track, index in pods:
+        labels = {
+            **target,
+            "track": track,
+            "pod": f"{target['pod']}-{index}",
+            "instance": target["instance"].replace(POD_IP, f"{POD_IP[: POD_IP.rindex('.')]}.{20 + index}"),
+        }
+        one_pod = Scenario(scenario.name, phases, scenario.measure, scenario.budget)
+        series += input_series(timeline(one_pod, pools, rng), pools, labels, steps, wanted)
+    return series
+
+
 def _namespace(cluster_: Cluster, index: int) -> str:
     namespace = cluster_.target_labels["namespace"]
     return namespace if index == 0 else f"{namespace}-{index}"
@@ -487,16 +540,7 @@ def run(
     for batch in filter(None, batches):
         jobs.append(
             [
-                (
-                    s,
-                    input_series(
-                        timeline(s, pools, rng),
-                        pools,
-                        {**cluster_.target_labels, "namespace": ns},
-                        cluster_.steps,
-                        wanted,
-                    ),
-                )
+                (s, scenario_series(s, pools, rng, {**cluster_.target_labels, "namespace": ns}, cluster_.steps, wanted))
                 for s, ns in ((s, _namespace(cluster_, i)) for i, s in enumerate(batch))
             ]
         )

@@ -60,12 +60,22 @@ DRIFT_FOR = "5m"
 # Healthy traffic at 1 req/s brushes the moderate line for a few minutes now and then (measured: a 10-minute
 # PSI peaked at 0.11 in a simulated day); only a shift that stays above it for this long is one.
 DRIFT_MODERATE_FOR = "15m"
+# A quiet service (~0.1 req/s: 60 values of a feature in 10 minutes) never reaches DRIFT_MIN_ROWS in
+# DRIFT_WINDOW. The PSI the major-drift alert judges is then the one over DRIFT_QUIET_WINDOW, gated on the same
+# number of values (720 at 0.1 req/s). Where the short window has its values, it decides. The moderate warning
+# keeps to the short window: a 2-hour PSI just above PSI_MODERATE outlasts DRIFT_MODERATE_FOR by chance
+# (measured: once in 3 simulated quiet days).
+DRIFT_QUIET_WINDOW = "2h"
 
 # A broken feature (a unit error, a constant from an upstream bug) puts nearly every value into one bin, an
 # outer one when it leaves the training range. A direct test on a short window pages before the PSI would.
 BROKEN_BIN_SHARE = 0.9
 BROKEN_WINDOW = "2m"
 BROKEN_MIN_ROWS = 60
+# Where BROKEN_WINDOW holds fewer than BROKEN_MIN_ROWS values (a quiet service: ~12 at 0.1 req/s), the same
+# share over this window, gated on the same count (~120 values at 0.1 req/s). With no training bin holding
+# half the values, 90% of 60 healthy values in one bin has a probability below 1e-10.
+BROKEN_QUIET_WINDOW = "20m"
 
 # Model outputs over an hour, gated on volume like the drift alerts.
 MODEL_WINDOW = "1h"

@@ -41,6 +41,7 @@ class Traffic:
     alter: str = ""  # "shift" (+1 standard deviation), "zero", "x1000"
     mislabelled: str = ""  # feedback reports this class's rows as the next class
     model: bool = True  # False: the service has no model and answers every /predict with a 5xx
+    estimator: str = ""  # the model family the service runs (`python -m app.train --estimator`); "": the default
 
     def rows(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
         picked = rng.integers(0, len(_WINE.data), n)
@@ -107,6 +108,8 @@ def minute(app_url: str, session: requests.Session, traffic: Traffic, rng: np.ra
             "actual": traffic.reported(truth),
             "model_version": answer["model_version"],
         }
+        if "receipt" in answer:
+            item["receipt"] = answer["receipt"]
         session.post(f"{app_url}/feedback", json={"feedback": [item]}, timeout=10).raise_for_status()
 
 

@@ -47,6 +47,7 @@ INVALID_REASONS = (
     "invalid_feedback_item",
     "unknown_class",
     "model_version_mismatch",
+    "invalid_receipt",
 )
 
 HTTP_REQUESTS_TOTAL = "http_requests_total"

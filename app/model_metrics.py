@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,12 +48,10 @@ class ModelMetrics:
         accuracy: float,
     ) -> None:
         self.version = version
-        # The whole confusion matrix at 0: accuracy queries have every cell from the first scrape on.
-        self._feedback_children = {
-            (predicted, actual): feedback.labels(version, predicted, actual)
-            for predicted in class_names
-            for actual in class_names
-        }
+        self._class_names = tuple(class_names)
+        # The whole confusion matrix at 0: accuracy queries have every cell from the first scrape on. Other
+        # versions (feedback with a receipt, app/receipts.py) get theirs when this worker first sees them.
+        self._feedback_children = {version: self._matrix(version)}
         training_accuracy.labels(version).set(accuracy)
         self._class_children = [predictions.labels(version, c) for c in class_names]
         # Flat index feature * width + bin, so one bincount sums a whole batch.
@@ -112,7 +111,15 @@ class ModelMetrics:
         for index in np.flatnonzero(bins).tolist():
             self._bin_children[index].inc(int(bins[index]))
 
-    def observe_feedback(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Count (predicted, actual) pairs; both are class names already checked against the model."""
-        for pair in pairs:
-            self._feedback_children[pair].inc()
+    def _matrix(self, version: str) -> dict[tuple[str, str], Any]:
+        names = self._class_names
+        return {(p, a): feedback.labels(version, p, a) for p in names for a in names}
+
+    def observe_feedback(self, items: Iterable[tuple[str, str, str]]) -> None:
+        """Count (version, predicted, actual) items, already checked: classes against the model, a version other
+        than this model's by its receipt."""
+        for version, predicted, actual in items:
+            matrix = self._feedback_children.get(version)
+            if matrix is None:
+                matrix = self._feedback_children[version] = self._matrix(version)
+            matrix[predicted, actual].inc()

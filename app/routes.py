@@ -64,21 +64,26 @@ def predict():
             result.probabilities.max(axis=1),
             result.inference_seconds,
         )
-    return jsonify(
-        predictions=result.labels,
-        probabilities=result.probabilities.round(6),
-        model_version=model.version,
-    )
+    answer = {
+        "predictions": result.labels,
+        "probabilities": result.probabilities.round(6),
+        "model_version": model.version,
+    }
+    if state.receipt is not None:
+        # What lets any pod of the deployment count this prediction's feedback (app/receipts.py).
+        answer["receipt"] = state.receipt
+    return jsonify(answer)
 
 
 @api.post("/feedback")
 def feedback():
-    """Ground truth for earlier predictions. Stateless: any worker of any replica can take it."""
+    """Ground truth for earlier predictions. Stateless: any worker of any replica can take it, for any version
+    whose receipt it can check (app/receipts.py)."""
     state = _state()
     model = state.try_load()  # not only readiness: a model that arrived late must reach every worker
     if model is None:
         return _unavailable(state)
-    pairs = parse_feedback(_json_body(), model.class_names, model.version)
+    pairs = parse_feedback(_json_body(), model.class_names, model.version, state.receipts)
     if state.metrics is not None:
         state.metrics.observe_feedback(pairs)
     return jsonify(accepted=len(pairs), model_version=model.version)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.receipts import Receipts
+
 MAX_ROWS = 256
 # 256 rows of 13 features written as objects with long keys stay well under this.
 MAX_BODY_BYTES = 1024 * 1024
@@ -152,12 +154,17 @@ def _parse_rows(instances: list, feature_names: Sequence[str]) -> np.ndarray:
 
 
 FEEDBACK_FIELDS = frozenset({"predicted", "actual", "model_version"})
+RECEIPT_FIELD = "receipt"
 
 
-def parse_feedback(payload: dict[str, Any], class_names: Sequence[str], version: str) -> list[tuple[str, str]]:
-    """``{"feedback": [{"predicted", "actual", "model_version"}, ...]}`` to (predicted, actual) pairs.
+def parse_feedback(
+    payload: dict[str, Any], class_names: Sequence[str], version: str, receipts: Receipts | None = None
+) -> list[tuple[str, str, str]]:
+    """``{"feedback": [{"predicted", "actual", "model_version"[, "receipt"]}, ...]}`` to (version, predicted,
+    actual) triples.
 
-    Classes and version must be the loaded model's: anything else would be a new label value.
+    Classes must be the loaded model's, and the version either the loaded model's or one whose receipt (from
+    the /predict answer, app/receipts.py) checks out: anything else would be a label value a client invented.
     """
     items = require_keys(payload, "feedback")
     if not isinstance(items, list):
@@ -169,15 +176,24 @@ def parse_feedback(payload: dict[str, Any], class_names: Sequence[str], version:
     known = set(class_names)
     pairs = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or item.keys() != FEEDBACK_FIELDS:
+        if not isinstance(item, dict) or item.keys() - {RECEIPT_FIELD} != FEEDBACK_FIELDS:
             raise InvalidInput(
                 "invalid_feedback_item",
-                f'item {i} must be an object with exactly "predicted", "actual", "model_version"',
+                f'item {i} must be an object with exactly "predicted", "actual", "model_version" and, optionally, '
+                '"receipt"',
             )
-        if item["model_version"] != version:
-            raise InvalidInput("model_version_mismatch", f"item {i} is for another model version than the one served")
+        item_version = item["model_version"]
+        if item_version != version:
+            if receipts is None or RECEIPT_FIELD not in item:
+                raise InvalidInput(
+                    "model_version_mismatch",
+                    f"item {i} is for another model version than the one served, without the receipt of its "
+                    "/predict answer",
+                )
+            if not receipts.valid(item_version, item[RECEIPT_FIELD]):
+                raise InvalidInput("invalid_receipt", f"item {i}: the receipt does not match its model_version")
         predicted, actual = item["predicted"], item["actual"]
         if not (isinstance(predicted, str) and predicted in known and isinstance(actual, str) and actual in known):
             raise InvalidInput("unknown_class", f"item {i} names a class the model does not have")
-        pairs.append((predicted, actual))
+        pairs.append((item_version, predicted, actual))
     return pairs

@@ -11,6 +11,7 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard
 
+from alerts.links import RUNBOOK_URL
 from dashboard.panels import DATASOURCE, row
 from dashboard.rows import ROWS
 
@@ -18,7 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "manifests" / "dashboards" / "wine-classifier.json"
 UID = "wine-classifier"
 TITLE = "Wine classifier"
-RUNBOOKS_URL = "https://github.com/example/ml-observability-stack/blob/main/docs/runbooks.md"
 # The variables a panel query may use, and what `queries()` substitutes for them.
 VARIABLES = ("datasource", "namespace", "job")
 
@@ -66,7 +66,7 @@ def build_dashboard() -> dashboard.Dashboard:
         .link(
             dashboard_builders.DashboardLink("Runbooks")
             .type(dashboard.DashboardLinkType.LINK)
-            .url(RUNBOOKS_URL)
+            .url(RUNBOOK_URL)
             .target_blank(True)
         )
     )

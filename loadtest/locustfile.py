@@ -9,8 +9,9 @@ noise); a small share are invalid on purpose and count as a success only when th
 with the expected 4xx; a few read /model. `--drift-features` shifts the named features by
 `--drift-shift` standard deviations in every row, which is what the drift panels and alerts must catch.
 A share of single predictions (`--feedback-share`) is followed by POST /feedback carrying the dataset's
-true label; `--concept-drift-class class_1` reports every row of that class as another class (wrong
-ground truth), which is what the live-accuracy alert must catch.
+true label (and the answer's receipt, so that any pod may take it); `--concept-drift-class class_1` reports
+every row of that class as another class (wrong ground truth), which is what the live-accuracy alert must
+catch.
 `--load-profile` picks the load shape: steady, ramp or spike (peak `--peak-users`, for `--profile-seconds`).
 """
 
@@ -111,6 +112,9 @@ class ModelClient(FastHttpUser):
             "actual": self.ground_truth(actual[0]),
             "model_version": answer["model_version"],
         }
+        if "receipt" in answer:
+            # Lets whichever pod gets the feedback count it for the version that predicted (app/receipts.py).
+            item["receipt"] = answer["receipt"]
         self.client.post("/feedback", json={"feedback": [item]}, name="/feedback")
 
     @task(4)

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from alerts.links import DEFAULT_GRAFANA_URL, DEFAULT_RUNBOOK_URL
 from offcluster import chart
 from offcluster.durations import seconds
 from offcluster.helm import HELMFILE
@@ -111,11 +112,27 @@ def build(
     }
     return StackConfig(
         prometheus=prometheus,
-        rules=rule_groups(objects),
+        rules=local_links(rule_groups(objects), ports),
         alertmanager=local_alertmanager_config(
             chart.alertmanager_config(helmfile=helmfile), f"http://127.0.0.1:{ports.webhook}"
         ),
     )
+
+
+def local_links(rules: dict[str, Any], ports: Ports) -> dict[str, Any]:
+    """The rules with the default link bases (alerts/links.py) moved to this stack's ports, so that a stack on
+    other ports still links to its own runbook page and Grafana. Links set to anything else are kept."""
+    moved = {
+        DEFAULT_RUNBOOK_URL: f"http://127.0.0.1:{ports.webhook}/runbooks",
+        DEFAULT_GRAFANA_URL + "/": f"http://127.0.0.1:{ports.grafana}/",
+    }
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            for key, value in (rule.get("annotations") or {}).items():
+                for default, local in moved.items():
+                    if value.startswith(default):
+                        rule["annotations"][key] = local + value[len(default) :]
+    return rules
 
 
 def write(built: StackConfig, prometheus_file: Path, rules_file: Path, alertmanager_file: Path) -> None:

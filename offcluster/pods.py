@@ -7,7 +7,9 @@ and a single host cannot, is replaced:
   file stay as the image runs them), and the kernel spreads new connections over the pods' listening sockets;
 - its own IP for the metrics port: each pod gets its own local `METRICS_PORT`, the first one's plus its index;
 - its own image: a Deployment whose pod template carries the `TRAIN_ARGS_ANNOTATION` serves a model trained
-  with those arguments (the image that Deployment names is built with the same `--build-arg TRAIN_ARGS`).
+  with those arguments (the image that Deployment names is built with the same `--build-arg TRAIN_ARGS`);
+- the Secrets its env names (`secretKeyRef`): the stack makes each one up once (offcluster.stack), the same for
+  every pod, as an operator creates one Secret for every Deployment.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class LocalPod:
     env: dict[str, str]  # the container's literal env, with the local ports
     train_args: tuple[str, ...]
     declared_ports: dict[str, int]  # PORT / METRICS_PORT as the container declares them
+    secret_env: tuple[tuple[str, str, str], ...] = ()  # (variable, Secret name, key) of each secretKeyRef
 
     @property
     def app_port(self) -> int:
@@ -68,6 +71,11 @@ def local_pods(objects: Iterable[Obj], app_port: int | None = None, metrics_port
             env=env,
             train_args=train_args(target.deployment),
             declared_ports=declared,
+            secret_env=tuple(
+                (e["name"], ref["name"], ref["key"])
+                for e in target.container.get("env", [])
+                if (ref := (e.get("valueFrom") or {}).get("secretKeyRef"))
+            ),
         )
     if len({p.app_port for p in pods.values()}) > 1:
         raise RenderError("the Service's pods declare different PORTs: one local port cannot be shared by them")

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -178,9 +179,20 @@ class Stack:
                 "PROMETHEUS_MULTIPROC_DIR": str(self.state / "multiproc" / pod.name),
                 "WEB_CONCURRENCY": str(self.workers),
                 "GUNICORN_CMD_ARGS": f"{inherited} {REUSE_PORT}".strip(),
+                **{name: self.secret(secret, key) for name, secret, key in pod.secret_env},
             },
             ports=(pod.app_port, pod.metrics_port),
         )
+
+    def secret(self, name: str, key: str) -> str:
+        """The value of a Secret's key the pods' env names: made up once per stack state (32 random bytes, hex),
+        kept in the state directory so that restarted pods get the same one."""
+        path = self.state / "secrets" / name / key
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(32))
+        return path.read_text()
 
     # -- processes -------------------------------------------------------------------------------------
     def running(self) -> dict[str, int]:

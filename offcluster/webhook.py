@@ -3,7 +3,8 @@
     python -m offcluster.webhook --port 9095 --out .state/alerts.jsonl
 
 Each line is `{"receiver": <path>, "payload": <Alertmanager's JSON>}`; the path says which receiver the
-route chose.
+route chose. `GET /runbooks` answers docs/runbooks.md as HTML, each heading with the anchor GitHub gives it:
+the page every alert's `runbook_url` opens by default (alerts/links.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from offcluster.runbooks import RUNBOOKS, html
+
 MAX_BODY = 1024 * 1024
 
 
@@ -22,6 +25,10 @@ def serve(host: str, port: int, out: Path) -> ThreadingHTTPServer:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path.split("?")[0] == "/runbooks":
+                # Read on every request, so an edited runbook shows without a restart.
+                self._reply(200, html(RUNBOOKS.read_text()).encode(), "text/html; charset=utf-8")
+                return
             self._reply(200 if self.path == "/healthz" else 404)
 
         def do_POST(self) -> None:
@@ -39,10 +46,13 @@ def serve(host: str, port: int, out: Path) -> ThreadingHTTPServer:
                 f.write(line + "\n")
             self._reply(200)
 
-        def _reply(self, status: int) -> None:
+        def _reply(self, status: int, body: bytes = b"", content_type: str = "") -> None:
             self.send_response(status)
-            self.send_header("Content-Length", "0")
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format, *args):  # the file is the log
             pass

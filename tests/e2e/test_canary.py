@@ -6,6 +6,8 @@ rules judging the canary against stable.
   and the comparison alert fires (its `accuracy` branch among others) and reaches the team's receiver.
 - The canary the overlay declares (`--seed 7`, as good as stable): once the canary has the volume the alert
   needs to judge it, nothing fires at all.
+- Feedback sent over a new connection for every request (no keep-alive: what a balancer that spreads requests
+  does) reaches any pod: none is refused, and the pods count each item under the version that predicted.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
+from sklearn.datasets import load_wine
 
+from harness.exposition import samples
 from harness.server import free_port, free_port_run
 from harness.stack import compress_for, compress_routing, eventually, query, run_locust
 from offcluster.config import Ports
@@ -158,6 +164,64 @@ def test_a_worse_canary_fires_the_comparison_alert(tmp_path: Path):
             f"\nstump canary: accuracy {accuracy}, firing signals {sorted(fired)}, within {took:.0f} s of traffic "
             f"(rounds of {ROUND_SECONDS} s), canary volume {canary_volume(stack)}, versions {versions}"
         )
+
+
+def feedback_counts(stack: Stack) -> dict[str, float]:
+    """model_feedback_total summed by model_version over every pod's own /metrics (exact counters, no rate)."""
+    counts: dict[str, float] = {}
+    for pod in stack.pods:
+        text = requests.get(f"http://127.0.0.1:{pod.metrics_port}/metrics", timeout=10).text
+        for (name, labels), value in samples(text).items():
+            if name == "model_feedback_total":
+                version = dict(labels)["model_version"]
+                counts[version] = counts.get(version, 0.0) + value
+    return counts
+
+
+@dataclass
+class Tally:
+    sent: dict[str, int] = field(default_factory=dict)  # items by the version that predicted
+    refused: int = 0
+    to_another_version: int = 0  # taken by a pod that serves another version
+
+
+def feedback_over_new_connections(stack: Stack, items: int) -> Tally:
+    """`items` predictions, each followed by its feedback, every request on a connection of its own."""
+    wine = load_wine()
+    url = f"http://127.0.0.1:{stack.ports.app}"
+    close = {"Connection": "close"}
+    tally = Tally()
+    for i in range(items):
+        j = i % len(wine.data)
+        answer = requests.post(f"{url}/predict", json={"instances": [wine.data[j].tolist()]}, headers=close, timeout=10)
+        answer = answer.json()
+        version = answer["model_version"]
+        item = {
+            "predicted": answer["predictions"][0],
+            "actual": str(wine.target_names[wine.target[j]]),
+            "model_version": version,
+            "receipt": answer["receipt"],
+        }
+        reply = requests.post(f"{url}/feedback", json={"feedback": [item]}, headers=close, timeout=10)
+        tally.sent[version] = tally.sent.get(version, 0) + 1
+        if reply.status_code != 200:
+            tally.refused += 1
+        elif reply.json()["model_version"] != version:  # the pod that took it says which version it serves
+            tally.to_another_version += 1
+    return tally
+
+
+def test_feedback_over_new_connections_is_counted_under_the_version_that_predicted(tmp_path: Path):
+    with canary_stack(tmp_path / "state", CANARY) as stack:
+        before = feedback_counts(stack)
+        tally = feedback_over_new_connections(stack, 300)
+        after = feedback_counts(stack)
+        counted = {v: after[v] - before.get(v, 0.0) for v in after if after[v] != before.get(v, 0.0)}
+        print(f"\nfeedback over new connections: {tally}; counted by the pods, by version: {counted}")
+        assert tally.refused == 0, tally
+        # Both versions predicted, and some of each one's feedback reached a pod of the other version.
+        assert len(tally.sent) == 2 and tally.to_another_version > 0, tally
+        assert counted == {v: float(n) for v, n in tally.sent.items()}, (counted, tally)
 
 
 def test_a_canary_as_good_as_stable_fires_nothing(tmp_path: Path):

@@ -8,6 +8,7 @@ check, fails here.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -18,8 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
+from alerts import links
 from dashboard.promql import metric_names
 from offcluster.manifests import ROOT, RenderError, render, rule_groups
+from offcluster.runbooks import github_anchor, html
 from tests.availability import unavailable
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -27,9 +30,12 @@ TEST_FILES = sorted(TESTS_DIR.glob("*.test.yaml"))
 # The name every test file's `rule_files` uses: the extracted rules are written under it.
 RULE_FILE = "rules.yaml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-RUNBOOK_BASE = "https://github.com/example/ml-observability-stack/blob/main/docs/runbooks.md#"
+RUNBOOK_BASE = links.RUNBOOK_URL + "#"
 SEVERITIES = {"critical", "warning"}
-REQUIRED_ANNOTATIONS = {"summary", "description", "runbook_url"}
+REQUIRED_ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
+# Hosts of documentation examples (RFC 2606) and the placeholder repository the links once named.
+PLACEHOLDER = re.compile(r"(?i)\bexample\.(com|org|net)\b|github\.com/example/|://example\b")
+DASHBOARD = json.loads((ROOT / "manifests" / "dashboards" / "wine-classifier.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +77,8 @@ def _test_groups() -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{test_file.name}: {group.get('name', '?')}", group
 
 
-def _github_anchor(heading: str) -> str:
-    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
-    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-
-
 def _runbook_anchors() -> set[str]:
-    return {_github_anchor(m) for m in re.findall(r"^#{1,6}\s+(.+?)\s*$", RUNBOOKS.read_text(), re.MULTILINE)}
+    return {github_anchor(m) for m in re.findall(r"^#{1,6}\s+(.+?)\s*$", RUNBOOKS.read_text(), re.MULTILINE)}
 
 
 def test_there_are_test_files() -> None:
@@ -163,6 +164,37 @@ def test_alerts_carry_severity_annotations_and_an_existing_runbook(groups: list[
         elif url.removeprefix(RUNBOOK_BASE) not in anchors:
             problems.append(f"{name}: docs/runbooks.md has no section #{url.removeprefix(RUNBOOK_BASE)}")
     assert not problems, "\n".join(problems)
+
+
+def test_no_link_names_a_placeholder_host(groups: list[dict[str, Any]]) -> None:
+    found = [
+        f"{rule['alert']}: {key}={value!r}"
+        for rule in _alerts(groups)
+        for key, value in rule["annotations"].items()
+        if PLACEHOLDER.search(value)
+    ]
+    assert not found, "\n".join(found)
+    assert not PLACEHOLDER.search(json.dumps(DASHBOARD["links"])), DASHBOARD["links"]
+
+
+def test_the_served_runbooks_carry_every_alerts_anchor(groups: list[dict[str, Any]]) -> None:
+    # The default runbook_url is the local stack's rendering of docs/runbooks.md: GitHub's anchors must exist
+    # there too, or the default link lands at the top of the page.
+    ids = set(re.findall(r'<h\d id="([^"]+)"', html(RUNBOOKS.read_text())))
+    for rule in _alerts(groups):
+        assert rule["annotations"]["runbook_url"].split("#", 1)[1] in ids, rule["alert"]
+
+
+def test_dashboard_urls_open_the_provisioned_dashboard_on_the_alerts_panel(groups: list[dict[str, Any]]) -> None:
+    titles = {panel["id"]: panel["title"] for panel in DASHBOARD["panels"]}
+    for rule in _alerts(groups):
+        url = " ".join(rule["annotations"]["dashboard_url"].split())
+        assert url.startswith(f"{links.GRAFANA_URL}/d/{DASHBOARD['uid']}?viewPanel="), (rule["alert"], url)
+        assert "var-namespace={{ $labels.namespace }}&var-job={{ $labels.job }}" in url, url
+        panel = links.PANELS[rule["alert"]]
+        wanted = set(panel.values()) if isinstance(panel, dict) else {panel}
+        ids = {int(i) for i in re.findall(r"(?:viewPanel=|\}\})(\d+)", url)}
+        assert {titles[i] for i in ids} == wanted, (rule["alert"], url)
 
 
 def test_every_runbook_section_belongs_to_an_alert(groups: list[dict[str, Any]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import socket
 
@@ -157,3 +158,43 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path):
         with pytest.raises(StackError, match=f"port {busy} .* is in use"):
             stack.up(timeout=5)
     assert stack.running() == {}
+
+
+def test_the_webhook_sink_serves_the_runbooks_every_alert_links_to(tmp_path):
+    import threading
+
+    import requests
+
+    from alerts import links
+    from alerts.build import alerts
+    from offcluster.webhook import serve
+
+    server = serve("127.0.0.1", free_port(), tmp_path / "alerts.jsonl")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = requests.get(f"http://127.0.0.1:{server.server_address[1]}/runbooks", timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    for alert in alerts():
+        anchor = links.runbook_url(alert.alert).split("#", 1)[1]
+        assert f'<h2 id="{anchor}">{alert.alert}</h2>' in page.text
+
+
+@pytest.mark.skipif("RUNBOOK_URL" in os.environ or "GRAFANA_URL" in os.environ, reason="links overridden")
+def test_the_default_links_are_the_local_stacks_default_ports():
+    from alerts import links
+
+    assert f"http://127.0.0.1:{Ports().webhook}/runbooks" == links.RUNBOOK_URL
+    assert f"http://127.0.0.1:{Ports().grafana}" == links.GRAFANA_URL
+
+
+def test_the_local_rules_link_to_this_stacks_runbook_page_and_grafana(objects, tmp_path):
+    ports = Ports(app=free_port(), metrics=free_port(), webhook=12345, grafana=23456)
+    rules = build(objects, ports, tmp_path / "rules.yaml").rules
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts
+    for rule in alerts:
+        assert rule["annotations"]["runbook_url"].startswith("http://127.0.0.1:12345/runbooks#"), rule["alert"]
+        assert rule["annotations"]["dashboard_url"].startswith("http://127.0.0.1:23456/d/"), rule["alert"]
