@@ -51,6 +51,16 @@ class LoadedModel:
         return matrix
 
     @cached_property
+    def _edge_ranks(self) -> tuple[np.ndarray, ...]:
+        # One column of the edge matrix per rank: comparing a batch against each in turn and adding the results
+        # costs a third of one comparison with a third axis summed over it (measured at 256 rows x 13 features).
+        return tuple(np.ascontiguousarray(column) for column in self._edge_matrix.T)
+
+    @cached_property
+    def _class_labels(self) -> tuple[str, ...]:
+        return tuple(self.class_names)
+
+    @cached_property
     def proba(self) -> Callable[[np.ndarray], np.ndarray]:
         """`predict_proba` without scikit-learn's per-call input validation when the estimator is one
         `app.compiled_model` knows, checked against it on rows at the drift bins' edges; else predict_proba."""
@@ -98,9 +108,11 @@ class LoadedModel:
         elapsed = time.perf_counter() - started
         indices = probabilities.argmax(axis=1)
         monitored = rows if self.drift_columns is None else rows[:, self.drift_columns]
-        bins = (self._edge_matrix <= monitored[:, :, np.newaxis]).sum(axis=2)
+        bins = np.zeros(monitored.shape, dtype=np.intp)
+        for edges in self._edge_ranks:
+            bins += edges <= monitored
         return Prediction(
-            labels=[self.class_names[i] for i in indices],
+            labels=list(map(self._class_labels.__getitem__, indices.tolist())),
             probabilities=probabilities,
             class_indices=indices,
             bin_indices=bins,
