@@ -304,6 +304,10 @@ def container_run(config: dict[str, Any], pod_spec: dict[str, Any], rootfs: Path
     env = dict(item.split("=", 1) for item in config.get("Env") or [])
     env.setdefault("HOME", _home(rootfs, uid))
     for item in container.get("env", []):
+        secret = (item.get("valueFrom") or {}).get("secretKeyRef")
+        if secret is not None and secret.get("optional"):
+            # No Secret exists here: the kubelet leaves an optional secret's variable unset, and so does this.
+            continue
         env[item["name"]] = _env_value(item, container)
     env.update(env_overrides)
 

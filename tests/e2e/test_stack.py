@@ -33,7 +33,7 @@ from harness.exposition import samples
 from harness.load import ROW
 from harness.server import ROOT, free_port, free_port_run
 from harness.stack import USERS, compress_for, compress_routing, eventually, query, run_locust, scalar
-from offcluster.config import Ports
+from offcluster.config import Ports, local_links
 from offcluster.grafana import INSTALL_HINT, PROMETHEUS_DATASOURCE, dashboards
 from offcluster.manifests import one, render, rule_groups
 from offcluster.process_group import group_alive
@@ -384,6 +384,9 @@ def test_one_pod_killed_is_one_target_down_and_no_page_while_the_other_serves(st
 
 def test_every_pod_stopped_pages_through_alertmanager(stack):
     rules = declared_alerts()
+    # The local stack points the default links at its own runbook page and Grafana (offcluster.config.local_links).
+    linked = local_links({"groups": [{"rules": list(rules.values())}]}, stack.ports)["groups"][0]["rules"]
+    rules = {rule["alert"]: rule for rule in linked}
     for pod in stack.pods:
         stack.stop(pod.name)
 
