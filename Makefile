@@ -67,7 +67,7 @@ status: venv ## which of the stack's processes are running
 	$(BIN)/python -m offcluster status
 
 doctor: venv ## walk manifests/ (DIR=...) hop by hop: is every ServiceMonitor discovered and scraped? (LIVE=1: the cluster)
-	$(BIN)/python -m offcluster doctor $(if $(LIVE),--live,$(DIR))
+	$(BIN)/python -m doctor $(if $(LIVE),--live,$(DIR))
 
 test: venv deps ## every test (the README's test command; CI runs it)
 	$(BIN)/python -m pytest -q

@@ -2,7 +2,7 @@
 
 The generated rules (manifests/prometheusrule-*.yaml), the dashboard's threshold lines, the threshold table
 in docs/runbooks.md and the tests all read them from here. Detection times they give at the cluster's
-intervals are measured by `python -m alerts.simulate` (docs/detection.md).
+intervals are measured by `python -m detection.simulate` (docs/detection.md).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.metrics import LATENCY_SLO_SECONDS
-from offcluster import durations
+from declarations import durations
 
 # SLOs on /predict over a 30-day budget period.
 AVAILABILITY_OBJECTIVE = 0.999

@@ -48,11 +48,11 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.train import DRIFT_FEATURES, Dataset, synthetic, train, wine, write_artefact
+from declarations.durations import seconds
+from declarations.helm import chart_values
+from declarations.manifests import one, render, rule_groups
+from declarations.scrape import scrape_configs
 from harness.server import ROOT, Server, free_port, start_server, wait_for
-from offcluster.durations import seconds
-from offcluster.helm import chart_values
-from offcluster.manifests import one, render, rule_groups
-from offcluster.scrape import scrape_configs
 from offcluster.stack import find_binary
 
 DASHBOARD = ROOT / "manifests" / "dashboards" / "wine-classifier.json"
@@ -221,7 +221,7 @@ def prometheus_config(objects: list[dict], pods: int, ports: list[int], rules_fi
 
 
 def _app_deployment(objects: list[dict]) -> str:
-    from offcluster.targets import targets
+    from declarations.targets import targets
 
     return targets(objects)[0].deployment["metadata"]["name"]
 

@@ -1,1 +1,2 @@
-"""The stack without a cluster: Prometheus and Alertmanager configured from the rendered manifests."""
+"""The stack without a cluster: the local pods (gunicorn), Prometheus, Alertmanager, Grafana and a webhook sink,
+configured from the rendered manifests and the chart (`declarations`), started and stopped by `python -m offcluster`."""

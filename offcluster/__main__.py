@@ -22,9 +22,9 @@ import signal
 import sys
 from pathlib import Path
 
+from declarations.manifests import CANARY, MANIFESTS, ROOT, RenderError
 from offcluster.config import Ports
 from offcluster.demo import run_demo
-from offcluster.manifests import CANARY, MANIFESTS, ROOT, RenderError
 from offcluster.stack import Stack, StackError
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["doctor"]:
         # Its own arguments (DIR, --live...) and exit codes (2: bad input); it starts nothing.
-        from offcluster import doctor
+        from doctor import cli as doctor
 
         return doctor.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m offcluster", description=__doc__,

@@ -1,10 +1,10 @@
 """Prometheus and Alertmanager configuration for the local stack, derived from the project's declarations.
 
-- scrape jobs: from the ServiceMonitors (`offcluster.scrape`);
+- scrape jobs: from the ServiceMonitors (`declarations.scrape`);
 - rule file: the PrometheusRule's groups;
-- intervals, timeout and podTargetLabels: the chart's Prometheus object (`offcluster.chart`);
+- intervals, timeout and podTargetLabels: the chart's Prometheus object (`declarations.chart`);
 - Alertmanager routing: the configuration the chart renders into its Secret from helmfile.yaml's values
-  (`offcluster.chart`), with every receiver's integrations replaced by a webhook to the local sink
+  (`declarations.chart`), with every receiver's integrations replaced by a webhook to the local sink
   (`/<receiver name>`), so a test sees which route an alert took.
 """
 
@@ -18,13 +18,13 @@ from typing import Any
 import yaml
 
 from alerts.links import DEFAULT_GRAFANA_URL, DEFAULT_RUNBOOK_URL
-from offcluster import chart
-from offcluster.durations import seconds
-from offcluster.helm import HELMFILE
-from offcluster.manifests import Obj, RenderError, rule_groups
+from declarations import chart
+from declarations.durations import seconds
+from declarations.helm import HELMFILE
+from declarations.manifests import Obj, RenderError, rule_groups
+from declarations.scrape import scrape_configs
+from declarations.targets import targets
 from offcluster.pods import local_pods, local_port
-from offcluster.scrape import scrape_configs
-from offcluster.targets import targets
 
 
 @dataclass(frozen=True)

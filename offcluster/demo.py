@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from offcluster.durations import seconds
-from offcluster.manifests import ROOT
+from declarations.durations import seconds
+from declarations.manifests import ROOT
 from offcluster.stack import Stack
 
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import yaml
 
-from offcluster import chart
-from offcluster.manifests import MANIFESTS
+from declarations import chart
+from declarations.manifests import MANIFESTS
 
 DASHBOARDS = MANIFESTS / "dashboards"
 # What kube-prometheus-stack's defaults (grafana.sidecar.datasources) name the datasources it provisions, for
-# when the chart is not there to render (offcluster.chart's fallback); every panel of the dashboard reads
+# when the chart is not there to render (declarations.chart's fallback); every panel of the dashboard reads
 # `${datasource}`, a variable of type prometheus that defaults to this one.
 PROMETHEUS_DATASOURCE = {"name": "Prometheus", "type": "prometheus", "uid": "prometheus"}
 ALERTMANAGER_DATASOURCE = {"name": "Alertmanager", "type": "alertmanager", "uid": "alertmanager"}
@@ -105,7 +105,7 @@ def dashboards(directory: Path = DASHBOARDS) -> dict[str, str]:
 
 
 def datasources(prometheus_url: str, alertmanager_url: str, scrape_interval: str) -> dict[str, Any]:
-    """The chart's datasource provisioning (offcluster.chart: its rendered ConfigMap, else the chart's defaults
+    """The chart's datasource provisioning (declarations.chart: its rendered ConfigMap, else the chart's defaults
     below), pointed at the local Prometheus and Alertmanager."""
     rendered = chart.grafana_datasources()
     if rendered:
@@ -138,7 +138,7 @@ def datasources(prometheus_url: str, alertmanager_url: str, scrape_interval: str
 
 
 def provider(directory: Path = DASHBOARDS) -> dict[str, Any]:
-    """The grafana chart's dashboard provider (offcluster.chart: rendered when the grafana subchart is there,
+    """The grafana chart's dashboard provider (declarations.chart: rendered when the grafana subchart is there,
     else its defaults restated in PROVIDER), reading `directory` instead of the folder the sidecar fills."""
     rendered = chart.grafana_dashboard_providers()
     if rendered:

@@ -18,8 +18,8 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from offcluster.manifests import Obj, RenderError
-from offcluster.targets import Target, targets
+from declarations.manifests import Obj, RenderError
+from declarations.targets import Target, targets
 
 TRAIN_ARGS_ANNOTATION = "ml-observability/train-args"
 REUSE_PORT = "--reuse-port"

@@ -21,9 +21,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from declarations.manifests import MANIFESTS, ROOT, render
 from offcluster import config as stack_config
 from offcluster import grafana
-from offcluster.manifests import MANIFESTS, ROOT, render
 from offcluster.pods import REUSE_PORT, LocalPod, local_pods
 from offcluster.supervisor import NotReady, Service, Supervisor, port_free
 

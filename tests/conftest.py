@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from declarations import chart
 from harness.server import Server, start_server
-from offcluster import chart
 from tests.availability import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent

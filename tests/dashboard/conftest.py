@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from offcluster.manifests import MANIFESTS
+from declarations.manifests import MANIFESTS
 
 
 @pytest.fixture(scope="session")

@@ -23,11 +23,11 @@ import pytest
 import requests
 from sklearn.datasets import load_wine
 
+from declarations.manifests import CANARY
 from harness.exposition import samples
 from harness.server import free_port, free_port_run
 from harness.stack import compress_for, compress_routing, eventually, query, run_locust
 from offcluster.config import Ports
-from offcluster.manifests import CANARY
 from offcluster.stack import Stack
 from tests.manifests.deploy_spec import APP_RECEIVER
 

@@ -29,17 +29,17 @@ from sklearn.datasets import load_wine
 from alerts import drift
 from alerts.drift import PSI
 from app.model import load
+from declarations.manifests import one, render, rule_groups
+from declarations.scrape import operator_relabelings
+from declarations.targets import targets
 from harness.exposition import samples
 from harness.load import ROW
 from harness.server import ROOT, free_port, free_port_run
 from harness.stack import USERS, compress_for, compress_routing, eventually, query, run_locust, scalar
 from offcluster.config import Ports, local_links
 from offcluster.grafana import INSTALL_HINT, PROMETHEUS_DATASOURCE, dashboards
-from offcluster.manifests import one, render, rule_groups
 from offcluster.process_group import group_alive
-from offcluster.scrape import operator_relabelings
 from offcluster.stack import Stack
-from offcluster.targets import targets
 from tests.manifests.deploy_spec import APP_RECEIVER
 
 SHIFTED = ("proline", "alcohol")

@@ -19,7 +19,7 @@ from alerts.rules import JOB, NAMESPACE
 from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_REFERENCE_FEATURE_BIN_RATIO
 from app.model import METADATA_FILE, load
 from app.train import DRIFT_FEATURES, importances, main, synthetic
-from offcluster.manifests import RenderError, render, rule_groups
+from declarations.manifests import RenderError, render, rule_groups
 from tests.availability import unavailable
 
 FEATURES = 500

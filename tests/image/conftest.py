@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from app.model import METADATA_FILE
+from declarations.manifests import CANARY, MANIFESTS, one, render
 from harness import image
 from harness.image import image_of, pod_spec
-from offcluster.manifests import CANARY, MANIFESTS, one, render
 from offcluster.pods import train_args
 from tests.availability import unavailable
 from tests.image.figures import SUMMARY, note

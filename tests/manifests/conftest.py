@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from offcluster import helm
-from offcluster.manifests import render
+from declarations import helm
+from declarations.manifests import render
 from tests.manifests.deploy_spec import HELMFILE, MANIFESTS, ROOT, Obj
 
 

@@ -8,8 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from offcluster.helm import CHART, HELMFILE
-from offcluster.manifests import MANIFESTS, ROOT, Obj, of_kind, one
+from declarations.helm import CHART, HELMFILE
+from declarations.manifests import MANIFESTS, ROOT, Obj, of_kind, one
 
 __all__ = ["CHART", "HELMFILE", "MANIFESTS", "ROOT", "Obj", "of_kind", "one"]
 

@@ -4,7 +4,7 @@ Each function mirrors one piece of Kubernetes, prometheus-operator, the Grafana 
 behaviour that decides whether an object is picked up. When one of them disagrees with reality, the
 symptom on a cluster is "nothing happens", which is why the tests check these instead of trusting names.
 What kube-prometheus-stack itself writes (the Prometheus object, the sidecar's settings) is not re-derived
-here: Helm renders it (offcluster/chart.py).
+here: Helm renders it (declarations/chart.py).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import fnmatch
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from offcluster import discovery
+from declarations.selectors import Labels
+from doctor import discovery
 
-# Re-exported for the tests: the hop rules live in offcluster.discovery, which `python -m offcluster doctor` runs.
-from offcluster.discovery import NAMESPACE_NAME_LABEL as NAMESPACE_NAME_LABEL
-from offcluster.discovery import ingress_allowed as ingress_allowed
-from offcluster.discovery import namespace_labels as namespace_labels
-from offcluster.kube import Labels
+# Re-exported for the tests: the hop rules live in doctor.discovery, which `python -m offcluster doctor` runs.
+from doctor.discovery import NAMESPACE_NAME_LABEL as NAMESPACE_NAME_LABEL
+from doctor.discovery import ingress_allowed as ingress_allowed
+from doctor.discovery import namespace_labels as namespace_labels
 
 Obj = dict[str, Any]
 
@@ -63,8 +63,8 @@ def unknown_keys(
 
 
 def prometheus_selects(obj: Obj, prometheus: Mapping[str, Any], kind: str, ns_labels: Labels) -> tuple[bool, str]:
-    """Whether a Prometheus object (offcluster.chart.prometheus) picks up `obj` (a ServiceMonitor, PodMonitor or
-    PrometheusRule): the doctor's two hops (offcluster.discovery.prometheus_selects), as one answer."""
+    """Whether a Prometheus object (declarations.chart.prometheus) picks up `obj` (a ServiceMonitor, PodMonitor or
+    PrometheusRule): the doctor's two hops (doctor.discovery.prometheus_selects), as one answer."""
     kinds = {v: k for k, v in discovery.SELECTOR_OF.items()}
     for verdict in discovery.prometheus_selects(dict(prometheus), {**obj, "kind": kinds[kind]}, ns_labels):
         if not verdict.ok:
@@ -76,7 +76,7 @@ def prometheus_selects(obj: Obj, prometheus: Mapping[str, Any], kind: str, ns_la
 
 
 def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> tuple[bool, str]:
-    """Whether the dashboard sidecar (offcluster.chart.grafana_sidecar: label, label_value, namespaces, and
+    """Whether the dashboard sidecar (declarations.chart.grafana_sidecar: label, label_value, namespaces, and
     optionally enabled/resource as the grafana chart's values say) loads `configmap`."""
     verdict = discovery.sidecar_sees(sidecar, configmap)
     return verdict.ok, verdict.why if not verdict.ok else "seen"

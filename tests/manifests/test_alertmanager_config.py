@@ -1,4 +1,4 @@
-"""The Alertmanager configuration the chart renders into its Secret from helmfile's values (offcluster.chart;
+"""The Alertmanager configuration the chart renders into its Secret from helmfile's values (declarations.chart;
 the values' `alertmanager.config` without the chart): this app's alerts reach its named receiver, the rest
 does not, as the real `amtool` routes them, and the file is a valid Alertmanager configuration (the local
 stack runs Alertmanager 0.25 on it)."""
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from offcluster import chart
+from declarations import chart
 from tests.manifests.deploy_spec import APP_NAMESPACE, APP_RECEIVER
 from tests.manifests.kube_logic import all_receiver_refs
 

@@ -10,10 +10,10 @@ import shlex
 import kubernetes_validate
 import pytest
 
-from offcluster.kube import selector_matches, service_selects
-from offcluster.manifests import render
+from declarations.manifests import render
+from declarations.selectors import selector_matches, service_selects
+from declarations.targets import targets
 from offcluster.pods import TRAIN_ARGS_ANNOTATION
-from offcluster.targets import targets
 from tests.manifests.deploy_spec import DOCKERFILE, KUBERNETES_VERSION, ROOT, Obj, of_kind, one
 
 CANARY = ROOT / "canary"

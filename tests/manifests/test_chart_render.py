@@ -4,7 +4,7 @@ the objects the cluster would get, checked against what this project assumes of 
 The selection of manifests/ and canary/ by the rendered Prometheus object and the Grafana sidecar's view of
 the dashboard ConfigMap are in test_manifests_wiring.py; the routing of every alert label set through the
 rendered Alertmanager configuration is in tests/rules/test_routing.py; the pinned version against the chart's
-Chart.yaml in test_helm_values.py (and offcluster.chart refuses to render another version).
+Chart.yaml in test_helm_values.py (and declarations.chart refuses to render another version).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import json
 import re
 from typing import Any
 
-from alerts import simulate
-from offcluster import chart
-from offcluster.helm import chart_values
+from declarations import chart
+from declarations.helm import chart_values
+from detection import simulate
 from tests.manifests.deploy_spec import APP_RECEIVER, MANIFESTS, ROOT, Obj, one
 
 DETECTION_DOC = ROOT / "docs" / "detection.md"
@@ -31,7 +31,7 @@ def test_the_render_is_the_release_helmfile_declares(chart_objects: list[Obj], r
 def test_the_intervals_are_those_the_detection_budgets_were_measured_at(
     chart_prometheus: Obj, base_objects: list[Obj]
 ) -> None:
-    """docs/detection.md (python -m alerts.simulate) measured every budget at one scrape and one evaluation
+    """docs/detection.md (python -m detection.simulate) measured every budget at one scrape and one evaluation
     interval; the rendered Prometheus object, with the ServiceMonitor's own interval, must give those."""
     measured = re.search(r"scrape interval (\w+), evaluation interval (\w+)", DETECTION_DOC.read_text())
     assert measured, f"{DETECTION_DOC.name} does not say which intervals it measured at"

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from declarations import chart
+from declarations.manifests import CANARY
+from doctor import cli as doctor
+from doctor.walk import SERVICE_NAME_LABEL, Cluster, Hop, Report, diagnose
 from harness.server import free_port
-from offcluster import chart, doctor
 from offcluster.__main__ import main as cli
-from offcluster.manifests import CANARY
-from offcluster.walk import SERVICE_NAME_LABEL, Cluster, Hop, Report, diagnose
 from tests.manifests.deploy_spec import APP_NAMESPACE, MANIFESTS, MONITORING_NAMESPACE, Obj, one
 
 Edit = Callable[[list[Obj], Obj], None]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from offcluster import chart
+from declarations import chart
 from tests.manifests.deploy_spec import CHART, CHART_REPOSITORY, HELMFILE, MONITORING_NAMESPACE, Obj
 from tests.manifests.kube_logic import unknown_keys
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from offcluster import chart
-from offcluster.durations import seconds
-from offcluster.kube import selector_matches
-from offcluster.manifests import CANARY, render
+from declarations import chart
+from declarations.durations import seconds
+from declarations.manifests import CANARY, render
+from declarations.selectors import selector_matches
 from tests.manifests.deploy_spec import (
     APP_NAMESPACE,
     MONITORING_NAMESPACE,

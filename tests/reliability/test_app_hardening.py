@@ -18,9 +18,9 @@ from flask import Flask
 
 from app.factory import SECURITY_HEADERS, create_app
 from app.validation import MAX_BODY_BYTES
+from declarations.manifests import render
 from harness.load import BODY, ROW, host_port
 from harness.server import ROOT
-from offcluster.manifests import render
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 

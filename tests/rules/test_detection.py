@@ -1,6 +1,6 @@
 """Detection budgets, measured: the rules of the manifests, fed with traffic sampled from the real service at the
 cluster's intervals, fire (and resolve) within each scenario's budget, and stay silent on 3 days of healthy
-traffic at 1 and at 0.1 requests/s. How: alerts/simulate.py; the table it prints: docs/detection.md."""
+traffic at 1 and at 0.1 requests/s. How: detection/simulate.py; the table it prints: docs/detection.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts import simulate
+from detection import simulate
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ def results(promtool: str, model_dir: Path, tmp_path_factory: pytest.TempPathFac
 def test_the_intervals_are_the_clusters() -> None:
     cluster = simulate.cluster()
     assert (cluster.scrape_interval, cluster.evaluation_interval) == ("15s", "30s"), (
-        "the declared intervals changed: re-run `python -m alerts.simulate --write` and update the docs"
+        "the declared intervals changed: re-run `python -m detection.simulate --write` and update the docs"
     )
     assert cluster.target_labels["container"] == "model-server"
 

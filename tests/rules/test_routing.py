@@ -6,7 +6,7 @@ its own label set (an `absent()` keeps only its selector's equality matchers, an
 fires (tests/rules/*.test.yaml), so the label sets are what the rules engine really produces; every branch
 must produce one somewhere. Each label set, with the alert's own labels and name, then goes through
 `amtool config routes test` on the Alertmanager configuration the chart renders into its Secret from
-helmfile's values (offcluster.chart; the values' `alertmanager.config` where the chart is absent).
+helmfile's values (declarations.chart; the values' `alertmanager.config` where the chart is absent).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from alerts.build import alerts
-from alerts.simulate import got_samples
-from offcluster import chart
-from offcluster.manifests import RenderError, render, rule_groups
+from declarations import chart
+from declarations.manifests import RenderError, render, rule_groups
+from detection.simulate import got_samples
 from tests.availability import unavailable
 from tests.manifests.deploy_spec import APP_RECEIVER
 from tests.rules.test_rules import RULE_FILE, TEST_FILES

@@ -21,7 +21,7 @@ import yaml
 
 from alerts import links
 from dashboard.promql import metric_names
-from offcluster.manifests import ROOT, RenderError, render, rule_groups
+from declarations.manifests import ROOT, RenderError, render, rule_groups
 from offcluster.runbooks import github_anchor, html
 from tests.availability import unavailable
 

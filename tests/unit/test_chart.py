@@ -1,4 +1,4 @@
-"""offcluster.chart on small charts made here: what it does without the chart, and with a subchart missing."""
+"""declarations.chart on small charts made here: what it does without the chart, and with a subchart missing."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offcluster import chart
-from offcluster.helm import release
-from offcluster.manifests import RenderError
+from declarations import chart
+from declarations.helm import release
+from declarations.manifests import RenderError
 
 TEMPLATE = """\
 apiVersion: v1

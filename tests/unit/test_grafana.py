@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offcluster import chart, grafana
+from declarations import chart
+from declarations.helm import CHART_VALUES, GRAFANA_CHART_VALUES, chart_values, helm_merge
+from declarations.manifests import MANIFESTS, ROOT
+from offcluster import grafana
 from offcluster.__main__ import stack_from_env
 from offcluster.config import Ports
-from offcluster.helm import CHART_VALUES, GRAFANA_CHART_VALUES, chart_values, helm_merge
-from offcluster.manifests import MANIFESTS, ROOT
 from offcluster.stack import Stack, StackError
 from offcluster.supervisor import NotReady
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from offcluster.durations import seconds
-from offcluster.helm import chart_values, helm_merge, release
-from offcluster.kube import selector_matches, service_selects
-from offcluster.manifests import RenderError
+from declarations.durations import seconds
+from declarations.helm import chart_values, helm_merge, release
+from declarations.manifests import RenderError
+from declarations.selectors import selector_matches, service_selects
 
 LABELS = {"app": "wine", "tier": "model"}
 

@@ -9,14 +9,14 @@ import socket
 
 import pytest
 
+from declarations import chart
+from declarations.manifests import RenderError, of_kind, one, render
+from declarations.scrape import scrape_configs
+from declarations.targets import SAFE_ALPHABET, meta_labels, pod_template_hash, targets
 from harness.server import free_port, free_port_run
-from offcluster import chart
 from offcluster.config import Ports, app_environment, build, local_alertmanager_config
-from offcluster.manifests import RenderError, of_kind, one, render
 from offcluster.pods import local_pods, local_port
-from offcluster.scrape import scrape_configs
 from offcluster.stack import Stack, StackError, find_binary
-from offcluster.targets import SAFE_ALPHABET, meta_labels, pod_template_hash, targets
 
 
 @pytest.fixture(scope="module")

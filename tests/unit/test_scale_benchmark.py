@@ -8,7 +8,7 @@ import pytest
 
 from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_REFERENCE_FEATURE_BIN_RATIO
 from benchmarks.scale import LightTarget, cluster_intervals, drift_panel_expr, parse_exposition, prometheus_config
-from offcluster.manifests import RenderError, render
+from declarations.manifests import RenderError, render
 from tests.availability import unavailable
 
 EXPOSITION = f"""# HELP {MODEL_INPUT_FEATURE_BIN_TOTAL} Input values seen.

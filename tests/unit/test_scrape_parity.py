@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from declarations.manifests import ROOT, RenderError, one, render
+from declarations.scrape import DISCOVERY_WAIT, discovered_labels, scrape_configs
+from declarations.targets import LOCAL_IP, node_name, targets
 from offcluster.config import Ports, build
-from offcluster.manifests import ROOT, RenderError, one, render
-from offcluster.scrape import DISCOVERY_WAIT, discovered_labels, scrape_configs
-from offcluster.targets import LOCAL_IP, node_name, targets
 
 
 @pytest.fixture(scope="module")

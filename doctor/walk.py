@@ -1,10 +1,10 @@
-"""The walks behind `python -m offcluster doctor`: for each monitoring object, its chain of hops in order.
+"""The walks behind `python -m doctor`: for each monitoring object, its chain of hops in order.
 
 A ServiceMonitor endpoint goes: a Prometheus selects it (labels, then namespace), its selector finds a
 Service, the endpoint names a Service port, the Service selects pods, the port's targetPort is a container
 port, the container has a readiness probe (live: the pods are ready, the EndpointSlice is not empty), the
 NetworkPolicies admit the Prometheus pods. Each hop adds one line to a Report and hands on what passed; a hop
-with nothing to hand on ends the walk there. The rule of each hop lives in offcluster.discovery.
+with nothing to hand on ends the walk there. The rule of each hop lives in doctor.discovery.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from offcluster import chart
-from offcluster import discovery as d
-from offcluster.discovery import Obj, PodView, Verdict, ref, show_labels, show_selector
-from offcluster.kube import selector_matches, service_selects
+from declarations import chart
+from declarations.selectors import selector_matches, service_selects
+from doctor import discovery as d
+from doctor.discovery import Obj, PodView, Verdict, ref, show_labels, show_selector
 
 # The label every EndpointSlice carries naming its Service.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"

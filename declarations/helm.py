@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from offcluster.manifests import ROOT, RenderError
+from declarations.manifests import ROOT, RenderError
 
 HELMFILE = ROOT / "helmfile.yaml"
 CHART = "kube-prometheus-stack"

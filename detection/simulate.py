@@ -1,4 +1,4 @@
-"""How fast the alerts fire, measured: `python -m alerts.simulate [--write]` prints (and writes to
+"""How fast the alerts fire, measured: `python -m detection.simulate [--write]` prints (and writes to
 docs/detection.md) the detection table.
 
 1. Minutes of each kind of traffic are sampled from the real service (THE gunicorn command): healthy traffic
@@ -35,14 +35,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from alerts.rules import ROOT
-from alerts.traffic import CLASSES, Sample, SeriesKey, Traffic, gauges, sample_minutes
 from app.train import DRIFT_FEATURES
 from dashboard.promql import metric_names
-from offcluster import chart
-from offcluster.durations import seconds
-from offcluster.manifests import Obj, one, render, rule_groups
-from offcluster.scrape import discovered_labels
+from declarations import chart
+from declarations.durations import seconds
+from declarations.manifests import ROOT, Obj, one, render, rule_groups
+from declarations.scrape import discovered_labels
+from detection.traffic import CLASSES, Sample, SeriesKey, Traffic, gauges, sample_minutes
 
 DOC = ROOT / "docs" / "detection.md"
 FEATURE = "alcohol"
@@ -180,7 +179,7 @@ class Cluster:
 
 def cluster(objects: list[Obj] | None = None) -> Cluster:
     """The intervals and target labels of the app in a cluster: the ServiceMonitor's endpoint and the Prometheus
-    object the chart renders (offcluster.chart: Helm's render when the chart is available, else the values)."""
+    object the chart renders (declarations.chart: Helm's render when the chart is available, else the values)."""
     objects = objects if objects is not None else render()
     endpoint = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
     prometheus = chart.prometheus()
@@ -603,7 +602,7 @@ def machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alerts.simulate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m detection.simulate", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"also write the table to {DOC.relative_to(ROOT)}")
     parser.add_argument("--seed", type=int, default=1, help="seed of the row and minute draws")
     parser.add_argument(
@@ -647,7 +646,7 @@ def _load() -> str:
 
 def _write_doc(text: str, cluster_: Cluster, took: str) -> None:
     current = DOC.read_text()
-    start, end = "<!-- table: written by `python -m alerts.simulate --write` -->", "<!-- end of table -->"
+    start, end = "<!-- table: written by `python -m detection.simulate --write` -->", "<!-- end of table -->"
     body = (
         f"{start}\nMeasured on {machine()}; scrape interval {cluster_.scrape_interval}, evaluation interval "
         f"{cluster_.evaluation_interval}; {took}.\n\n{text}\n{end}"

@@ -1,16 +1,16 @@
-"""`python -m offcluster doctor`: why a ServiceMonitor yields no target, answered hop by hop.
+"""`python -m doctor` (also `python -m offcluster doctor`): why a ServiceMonitor yields no target, hop by hop.
 
-    python -m offcluster doctor [DIR]                 # render DIR (a kustomization, default manifests/)
-    python -m offcluster doctor --live                # the same walk on the cluster kubectl points at
-    python -m offcluster doctor --from-json FILE      # ... on a saved `kubectl get ... -A -o json` list
+    python -m doctor [DIR]                 # render DIR (a kustomization, default manifests/)
+    python -m doctor --live                # the same walk on the cluster kubectl points at
+    python -m doctor --from-json FILE      # ... on a saved `kubectl get ... -A -o json` list
 
 For every ServiceMonitor (and PodMonitor) endpoint it walks the chain the operator, the API server and the
 CNI follow, one line per hop, and names the fix of a broken one; then each PrometheusRule against the
 Prometheus `ruleSelector`, and each dashboard ConfigMap against the Grafana sidecar. Offline, the Prometheus
-object and the sidecar are the chart's as helmfile.yaml deploys them (offcluster.chart). Exit status: 0 when
+object and the sidecar are the chart's as helmfile.yaml deploys them (declarations.chart). Exit status: 0 when
 every hop passed, 1 when one is broken, 2 when the input cannot be read.
 
-This module reads the input and prints; offcluster.walk walks the hops, offcluster.discovery holds their rules.
+This module reads the input and prints; doctor.walk walks the hops, doctor.discovery holds their rules.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 
 import yaml
 
-from offcluster import chart
-from offcluster.discovery import Obj, ref, show_selector
-from offcluster.manifests import MANIFESTS, RenderError, render
-from offcluster.walk import Cluster, Report, diagnose
+from declarations import chart
+from declarations.manifests import MANIFESTS, RenderError, render
+from doctor.discovery import Obj, ref, show_selector
+from doctor.walk import Cluster, Report, diagnose
 
 # What `--live` asks the cluster for, in one `kubectl get` (the kinds every hop reads).
 LIVE_KINDS = (
@@ -169,7 +169,7 @@ def live_cluster(from_json: Path | None) -> Cluster:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m offcluster doctor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m doctor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("directory", nargs="?", help="a kustomization (default manifests)")
     parser.add_argument("--live", action="store_true", help="walk the cluster kubectl points at")

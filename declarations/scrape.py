@@ -4,7 +4,7 @@ The job follows `generateServiceMonitorConfig` in the operator's pkg/prometheus/
 the same relabelling rules in the same order (service selector, port filter, namespace/service/pod/container,
 running filter, targetLabels, podTargetLabels, job, endpoint, then the user's relabelings), and only the
 fields the ServiceMonitor sets (an unset interval or timeout is left to Prometheus). Discovery is replaced by
-static targets that carry the meta labels a cluster would give them (`offcluster.targets`), so the labels
+static targets that carry the meta labels a cluster would give them (`declarations.targets`), so the labels
 Prometheus ends up with are produced by the operator's rules, not typed in here. Left out: the sharding
 rules (one shard keeps every target and adds no label).
 
@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from offcluster.durations import seconds
-from offcluster.manifests import Obj, RenderError, of_kind
-from offcluster.targets import Target, label_name, meta_labels, targets
+from declarations.durations import seconds
+from declarations.manifests import Obj, RenderError, of_kind
+from declarations.targets import Target, label_name, meta_labels, targets
 
 # Fields reproduced exactly; any other field of a ServiceMonitor is refused (`unsupported_fields`).
 SPEC_FIELDS = {"selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels", "podTargetLabels"}
@@ -59,7 +59,7 @@ def check_supported(objects: Iterable[Obj]) -> None:
             meta = monitor["metadata"]
             raise RenderError(
                 f"ServiceMonitor {meta.get('namespace')}/{meta['name']}: {', '.join(fields)} is not reproduced by "
-                "the local stack (offcluster/scrape.py lists what is); remove it to run locally"
+                "the local stack (declarations/scrape.py lists what is); remove it to run locally"
             )
 
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from offcluster.helm import CHART, HELMFILE, chart_values, helm_merge, release
-from offcluster.manifests import ROOT, Obj, RenderError
+from declarations.helm import CHART, HELMFILE, chart_values, helm_merge, release
+from declarations.manifests import ROOT, Obj, RenderError
 
 # Where the chart sits inside the reference data.
 CHART_DIR = Path("charts") / CHART

@@ -2,7 +2,7 @@
 
 Each mirrors what prometheus-operator, the API server, a NetworkPolicy-enforcing CNI or the Grafana sidecar
 does, small enough to evaluate offline on rendered manifests or on `kubectl get -o json` output. A wrong
-answer from any of them shows on a cluster as "nothing happens", which is why `python -m offcluster doctor`
+answer from any of them shows on a cluster as "nothing happens", which is why `python -m doctor`
 and tests/manifests both use these and nothing else.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from offcluster.kube import Labels, selector_matches
+from declarations.selectors import Labels, selector_matches
 
 Obj = dict[str, Any]
 
@@ -222,7 +222,7 @@ def container_port(pod: PodView, target: int | str) -> tuple[Obj, Obj] | None:
 def sidecar_sees(sidecar: Mapping[str, Any], configmap: Obj) -> Verdict:
     """Whether the Grafana dashboard sidecar loads `configmap`. `sidecar` holds `label`, `label_value` (empty:
     any value), `namespaces` (names; "ALL", or None, means every namespace) and optionally `enabled` and
-    `resource`: offcluster.chart.grafana_sidecar."""
+    `resource`: declarations.chart.grafana_sidecar."""
     if not sidecar.get("enabled", True):
         return Verdict(
             False,

@@ -17,8 +17,8 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from offcluster.kube import selector_matches, service_selects
-from offcluster.manifests import Obj, RenderError, of_kind
+from declarations.manifests import Obj, RenderError, of_kind
+from declarations.selectors import selector_matches, service_selects
 
 LOCAL_IP = "127.0.0.1"
 # The alphabet Kubernetes names generated objects with (apimachinery's rand.SafeEncodeString): no vowels,

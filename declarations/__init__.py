@@ -1,0 +1,8 @@
+"""What the project declares, read the way the cluster reads it: the kustomize manifests (`manifests`), label
+selectors (`selectors`), the helmfile release and its values (`helm`), the kube-prometheus-stack render
+(`chart`), Prometheus durations (`durations`), service discovery's targets (`targets`) and the operator's
+scrape jobs (`scrape`).
+
+The ground floor: the rules, the dashboard, the doctor, the local stack, the benchmarks and the tests import it;
+it imports none of them.
+"""

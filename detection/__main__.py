@@ -1,0 +1,5 @@
+import sys
+
+from detection.simulate import main
+
+sys.exit(main())
