@@ -28,7 +28,9 @@ RUN python -m venv "$VIRTUAL_ENV" \
     && pip install --no-cache-dir --requirement requirements.txt --constraint requirements.lock
 
 COPY app ./app
-# Deterministic training on a dataset shipped with scikit-learn: no download, same bytes, same version.
+# Training on a dataset shipped with scikit-learn: no download. The version names the training inputs, so the
+# image serves the version `python -m app.train` writes anywhere; the fitted bits follow the build machine's
+# BLAS kernel, and answers agree with other builds within rounding (app/train.py).
 # TRAIN_ARGS makes another model (another version) for a canary image, e.g. `--seed 7` (canary/).
 # Unquoted on purpose: the shell splits `--seed 7` into two arguments, and an empty value into none. No pipe
 # and no SHELL instruction: podman and buildah build the OCI format by default, which drops SHELL (with a

@@ -14,6 +14,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app import metrics
+from app.errors import HTTP_ERROR_CODES, INTERNAL_ERROR, OTHER_HTTP_ERROR
 from app.instrumentation import instrument
 from app.json_provider import OrjsonProvider
 from app.model_state import ModelState
@@ -30,9 +31,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-# Werkzeug's exception names, made into stable machine-readable codes.
-HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -66,7 +64,7 @@ def create_app(model_dir: Path | None = None, instrumented: bool | None = None) 
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        code = HTTP_ERROR_CODES.get(exc.code or 0, "http_error")
+        code = HTTP_ERROR_CODES.get(exc.code or 0, OTHER_HTTP_ERROR)
         response = jsonify(error=code, detail=exc.description)
         if exc.code == 413:
             drain_after(response)
@@ -78,7 +76,7 @@ def create_app(model_dir: Path | None = None, instrumented: bool | None = None) 
     def _unexpected(exc: Exception):
         # The trace goes to the log, never to the client.
         log.exception("unhandled error")
-        return jsonify(error="internal_error", detail="the server failed to handle the request"), 500
+        return jsonify(error=INTERNAL_ERROR, detail="the server failed to handle the request"), 500
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

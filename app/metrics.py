@@ -32,6 +32,7 @@ INVALID_REASONS = (
     "unsupported_media_type",
     "body_too_large",
     "invalid_json",
+    "duplicate_key",
     "not_an_object",
     "missing_key",
     "unexpected_key",

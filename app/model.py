@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -21,8 +23,32 @@ METADATA_FILE = "metadata.json"
 PUBLIC_METADATA = ("name", "version", "dataset", "feature_names", "class_names", "accuracy", "trained_at")
 
 
+# Why there is no model to serve: the `detail` of a 503, so a fixed set (the log line has the paths and the error).
+NOT_LOADED = "not_loaded"
+MISSING = "missing"  # no metadata or no model file (yet: a volume may arrive late)
+UNREADABLE = "unreadable"  # a file that cannot be read or parsed, or metadata without the fields it needs
+CHECKSUM_MISSING = "checksum_missing"  # metadata that records no model_sha256: nothing to check the file against
+CHECKSUM_MISMATCH = "checksum_mismatch"  # the model file is not the one trained with this metadata
+NOT_AN_ESTIMATOR = "not_an_estimator"  # unpickled, but nothing that predicts probabilities for these inputs
+METADATA_MISMATCH = "metadata_mismatch"  # an estimator, but for another number of features or classes
+UNAVAILABLE_REASONS = (
+    NOT_LOADED,
+    MISSING,
+    UNREADABLE,
+    CHECKSUM_MISSING,
+    CHECKSUM_MISMATCH,
+    NOT_AN_ESTIMATOR,
+    METADATA_MISMATCH,
+)
+
+
 class ModelUnavailable(Exception):
-    """The artefact is missing or unreadable; the message says which file and why."""
+    """No servable artefact: `reason` is one of UNAVAILABLE_REASONS (for clients), the message says which file
+    and why (for the log only)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -120,26 +146,91 @@ class LoadedModel:
         )
 
 
+def file_sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
 def load(model_dir: Path) -> LoadedModel:
+    """The artefact in `model_dir`, checked before it is trusted: the model file's digest against the metadata's
+    `model_sha256` BEFORE unpickling (unpickling runs code), then the object against the metadata (an estimator
+    with predict_proba for its features and classes), then one prediction. Any failure is a ModelUnavailable."""
     metadata_path = model_dir / METADATA_FILE
     model_path = model_dir / MODEL_FILE
     try:
-        metadata = json.loads(metadata_path.read_text())
-        estimator = joblib.load(model_path)
-        features = metadata["reference"]["features"]
-        bin_edges = tuple(np.asarray(f["bin_edges"], dtype=float) for f in features)
-        drift_columns = _drift_columns([f["name"] for f in features], metadata["feature_names"])
-        if getattr(estimator, "n_features_in_", len(metadata["feature_names"])) != len(metadata["feature_names"]):
-            raise ValueError("the model and its metadata disagree on the number of features")
+        # The model file read once and unpickled from these bytes: the bytes checked are the bytes loaded.
+        metadata = json.loads(metadata_path.read_bytes())
+        blob = model_path.read_bytes()
     except FileNotFoundError as exc:
         raise ModelUnavailable(
-            f"no model artefact at {model_dir}: {exc.filename} is missing; run `python -m app.train --out {model_dir}`"
+            MISSING,
+            f"no model artefact at {model_dir}: {exc.filename} is missing; run `python -m app.train --out {model_dir}`",
         ) from exc
-    except Exception as exc:  # a corrupt artefact can fail in json, pickle or numpy
-        raise ModelUnavailable(f"model artefact at {model_dir} is unreadable: {type(exc).__name__}: {exc}") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable file, JSON or UTF-8
+        raise ModelUnavailable(
+            UNREADABLE, f"{model_dir}: cannot read the artefact: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(metadata, dict):
+        raise ModelUnavailable(UNREADABLE, f"{metadata_path} does not hold a JSON object")
+    expected = metadata.get("model_sha256")
+    if not isinstance(expected, str):
+        raise ModelUnavailable(
+            CHECKSUM_MISSING,
+            f"{metadata_path} records no model_sha256; retrain with `python -m app.train --out {model_dir}`",
+        )
+    actual = file_sha256(blob)
+    if actual != expected:
+        raise ModelUnavailable(
+            CHECKSUM_MISMATCH, f"{model_path} has SHA-256 {actual}, its metadata records {expected}: not served"
+        )
+    try:
+        estimator = joblib.load(io.BytesIO(blob))
+    except Exception as exc:  # a corrupt pickle can fail in pickle, joblib, numpy or the classes it names
+        raise ModelUnavailable(UNREADABLE, f"{model_path} cannot be unpickled: {type(exc).__name__}: {exc}") from exc
+    try:
+        feature_names, class_names = metadata["feature_names"], metadata["class_names"]
+        features = metadata["reference"]["features"]
+        bin_edges = tuple(np.asarray(f["bin_edges"], dtype=float) for f in features)
+        drift_columns = _drift_columns([f["name"] for f in features], feature_names)
+        width, classes = len(feature_names), len(class_names)
+        if not (isinstance(metadata["version"], str) and isinstance(metadata["name"], str)):
+            raise ValueError("name and version must be strings")
+        if len(metadata["reference"]["class_ratios"]) != classes or not isinstance(metadata["accuracy"], float):
+            raise ValueError("class_ratios and accuracy do not fit the classes")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailable(UNREADABLE, f"{metadata_path} is incomplete: {type(exc).__name__}: {exc}") from exc
+    _check_estimator(estimator, width, classes, model_path)
     model = LoadedModel(estimator=estimator, metadata=metadata, bin_edges=bin_edges, drift_columns=drift_columns)
-    model.proba  # noqa: B018 - compiled and checked now (before the workers fork), not on a client's request
+    try:
+        # Compiled and checked now (before the workers fork), not on a client's request; the first
+        # predict_proba pays for lazy initialisation here too.
+        probabilities = model.proba(np.zeros((1, width)))
+        model.estimator.predict_proba(np.zeros((1, width)))
+    except Exception as exc:  # an object that claims the interface but cannot run it
+        raise ModelUnavailable(NOT_AN_ESTIMATOR, f"{model_path} fails to predict: {type(exc).__name__}: {exc}") from exc
+    if np.shape(probabilities) != (1, classes):
+        raise ModelUnavailable(
+            METADATA_MISMATCH, f"{model_path} answers {np.shape(probabilities)} probabilities, not 1 x {classes}"
+        )
     return model
+
+
+def _check_estimator(estimator: Any, features: int, classes: int, path: Path) -> None:
+    kind = type(estimator).__name__
+    try:  # any attribute of an arbitrary unpickled object may raise
+        predicts = callable(getattr(estimator, "predict_proba", None))
+    except Exception:
+        predicts = False
+    if not predicts:
+        raise ModelUnavailable(NOT_AN_ESTIMATOR, f"{path} holds a {kind}, which has no predict_proba")
+    try:
+        width, labels = int(estimator.n_features_in_), len(estimator.classes_)
+    except Exception as exc:
+        raise ModelUnavailable(NOT_AN_ESTIMATOR, f"{path} holds a {kind}, not a fitted classifier: {exc}") from exc
+    if width != features or labels != classes:
+        raise ModelUnavailable(
+            METADATA_MISMATCH,
+            f"{path} takes {width} features and {labels} classes, its metadata says {features} and {classes}",
+        )
 
 
 def _drift_columns(monitored: list[str], feature_names: list[str]) -> np.ndarray | None:

@@ -7,9 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-from app.model import LoadedModel, ModelUnavailable, load
+from app.model import NOT_LOADED, UNREADABLE, LoadedModel, ModelUnavailable, load
 from app.model_metrics import ModelMetrics
 from app.receipts import Receipts, from_environment
 
@@ -21,8 +19,9 @@ RETRY_SECONDS = 5.0
 class ModelState:
     """Holds the loaded model, or the reason there is none.
 
-    A missing artefact must not crash-loop the pod: readiness stays false and says why, and the load is
-    retried at most every ``RETRY_SECONDS`` when readiness is probed (a volume may arrive late).
+    A missing or untrustworthy artefact must not crash-loop the pod: readiness stays false, `error` holds a
+    reason from ``app.model.UNAVAILABLE_REASONS`` (what clients see; the log has the paths and the exception),
+    and the load is retried at most every ``RETRY_SECONDS`` when readiness is probed (a volume may arrive late).
     """
 
     def __init__(self, model_dir: Path, instrumented: bool = True) -> None:
@@ -30,7 +29,7 @@ class ModelState:
         self.instrumented = instrumented
         self.model: LoadedModel | None = None
         self.metrics: ModelMetrics | None = None
-        self.error = "not loaded yet"
+        self.error = NOT_LOADED
         self.receipts: Receipts | None = from_environment()
         self.receipt: str | None = None  # of the loaded model's version, issued once
         self._last_attempt = -RETRY_SECONDS
@@ -47,25 +46,31 @@ class ModelState:
             self._last_attempt = time.monotonic()
             try:
                 model = load(self.model_dir)
+                metrics = self._metrics(model) if self.instrumented else None
             except ModelUnavailable as exc:
-                self.error = str(exc)
-                log.error("model not loaded, readiness will fail: %s", exc)
+                self.error = exc.reason
+                log.error("model not loaded, readiness will fail (%s): %s", exc.reason, exc)
                 return None
-            # The first predict_proba pays for lazy initialisation; pay it here, not on a client's request.
-            model.estimator.predict_proba(np.zeros((1, len(model.feature_names))))
-            if self.instrumented:
-                reference = model.metadata["reference"]
-                self.metrics = ModelMetrics(
-                    name=model.metadata["name"],
-                    version=model.version,
-                    feature_names=model.drift_feature_names,
-                    class_names=model.class_names,
-                    bin_ratios=[f["bin_ratios"] for f in reference["features"]],
-                    class_ratios=reference["class_ratios"],
-                    accuracy=model.metadata["accuracy"],
-                )
+            except Exception:  # load() turns every failure it knows into ModelUnavailable; this is the backstop
+                self.error = UNREADABLE
+                log.exception("model not loaded, readiness will fail (%s)", UNREADABLE)
+                return None
+            self.metrics = metrics
             if self.receipts is not None:
                 self.receipt = self.receipts.issue(model.version)
             self.model = model
             log.info("loaded model %s version %s from %s", model.metadata["name"], model.version, self.model_dir)
             return model
+
+    @staticmethod
+    def _metrics(model: LoadedModel) -> ModelMetrics:
+        reference = model.metadata["reference"]
+        return ModelMetrics(
+            name=model.metadata["name"],
+            version=model.version,
+            feature_names=model.drift_feature_names,
+            class_names=model.class_names,
+            bin_ratios=[f["bin_ratios"] for f in reference["features"]],
+            class_ratios=reference["class_ratios"],
+            accuracy=model.metadata["accuracy"],
+        )

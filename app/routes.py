@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from app.errors import MODEL_UNAVAILABLE
 from app.model_state import ModelState
 from app.validation import MAX_BODY_BYTES, InvalidInput, decode_json_object, parse_feedback, parse_instances
 
@@ -15,7 +16,8 @@ def _state() -> ModelState:
 
 
 def _unavailable(state: ModelState):
-    return jsonify(error="model_unavailable", detail=state.error), 503
+    # `detail` is a reason from app.model.UNAVAILABLE_REASONS: never a path or an exception's text.
+    return jsonify(error=MODEL_UNAVAILABLE, detail=state.error), 503
 
 
 def _json_body() -> dict:

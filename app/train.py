@@ -5,8 +5,16 @@
     python -m app.train --out model-stump/ --estimator stump        # a deliberately weak model
     python -m app.train --out model-500/ --dataset synthetic --features 500 [--classes 3]   # any width
 
-Deterministic: the same arguments and library versions give byte-identical files and therefore the same
-version; any other seed or estimator gives another model and so another version.
+The model version names the training INPUTS, not the fitted bytes: the data set (its generator call and, for
+wine, a digest of its values), the estimator's class and every constructor parameter, the seed, the split, the
+drift-bin settings and the major.minor versions of scikit-learn, NumPy and SciPy (`training_inputs` in the
+metadata holds exactly what was hashed). The same arguments give the same version on any machine. The fitted
+floats do not repeat bit for bit across machines: OpenBLAS picks its kernel by CPU (AVX-512 or not, x86-64 or
+arm64), and the last bits of coefficients and bin edges move with it, so predictions agree within rounding, not to
+the bit. Any other seed, estimator, data set or library minor gives another version.
+
+`model_sha256` in the metadata is the digest of the model file as written here: the loader checks it before it
+unpickles anything, so a model file that is not the one trained with this metadata is never served.
 
 Drift bins cost series on every pod (docs/scale.md): a model wider than `--drift-features` (default
 DRIFT_FEATURES) gets reference bins, and so drift monitoring, only for that many features, the ones the model
@@ -23,7 +31,9 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -41,6 +51,14 @@ log = logging.getLogger("app.train")
 
 DATASET = "sklearn.datasets.load_wine"
 SEED = 42
+TEST_SIZE = 0.25
+# Raise when a change to this module makes other models, or other reference data, from the same inputs (another
+# preprocessing step, another way to choose bins): the version must then change although no argument did.
+RECIPE = 1
+# The libraries whose minor releases change what training produces: scikit-learn (estimators, defaults, data
+# generators), SciPy (the L-BFGS solver behind LogisticRegression) and NumPy (quantiles, random streams). Patch
+# releases fix bugs without changing results by design; joblib and Python only store and run the model.
+BEHAVIOUR_LIBRARIES = ("scikit-learn", "numpy", "scipy")
 # The synthetic set is one fixed data set whatever --seed says (which, as for wine, picks the split and the
 # estimator's randomness): a canary of a synthetic model sees the same rows as its stable model.
 SYNTHETIC_SEED = 0
@@ -85,12 +103,21 @@ class Dataset:
     target: np.ndarray
     feature_names: list[str]
     class_names: list[str]
+    # A digest of the values, where they are the same bits on every machine (parsed from a file, not computed).
+    contents_sha256: str | None = None
+
+
+def values_digest(data: np.ndarray, target: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(data, dtype="<f8").tobytes())
+    digest.update(np.ascontiguousarray(target, dtype="<i8").tobytes())
+    return digest.hexdigest()
 
 
 def wine() -> Dataset:
     data = load_wine()
     classes = [str(c) for c in data.target_names]
-    return Dataset(DATASET, "wine", data.data, data.target, list(data.feature_names), classes)
+    digest = values_digest(data.data, data.target)
+    return Dataset(DATASET, "wine", data.data, data.target, list(data.feature_names), classes, digest)
 
 
 def synthetic(features: int, classes: int = 3) -> Dataset:
@@ -107,6 +134,8 @@ def synthetic(features: int, classes: int = 3) -> Dataset:
         random_state=SYNTHETIC_SEED,
     )
     digits = len(str(features - 1))
+    # No digest of the values: make_classification mixes its columns with a matrix product, whose last bits
+    # depend on the BLAS kernel. The call below (every argument, its seed included) is the data set's identity.
     return Dataset(
         f"sklearn.datasets.make_classification(n_samples={SYNTHETIC_ROWS}, n_features={features}, "
         f"n_informative={informative}, n_redundant=0, n_classes={classes}, random_state={SYNTHETIC_SEED})",
@@ -154,9 +183,10 @@ def train(
     """The model and its metadata; `seed` drives the train/test split and the estimator's randomness."""
     data = dataset or wine()
     x_train, x_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.25, random_state=seed, stratify=data.target
+        data.data, data.target, test_size=TEST_SIZE, random_state=seed, stratify=data.target
     )
     model = make_pipeline(StandardScaler(), ESTIMATORS[estimator](seed))
+    inputs = training_inputs(model, data, estimator, seed, drift_features)
     model.fit(x_train, y_train)
     columns = list(range(len(data.feature_names)))
     if len(columns) > drift_features:
@@ -169,6 +199,7 @@ def train(
     class_counts = np.bincount(y_train, minlength=len(data.class_names))
     metadata = {
         "name": f"{data.name}-{estimator}",
+        "version": model_version(inputs),
         "dataset": data.description,
         "feature_names": data.feature_names,
         "class_names": data.class_names,
@@ -188,19 +219,52 @@ def train(
             "of": len(data.feature_names),
             "chosen_by": chosen_by,
         }
+    metadata["training_inputs"] = inputs
     return model, metadata
+
+
+def _parameter(value: Any) -> Any:
+    # Constructor parameters are plain values in practice; anything else is named by its repr.
+    return value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+
+
+def training_inputs(model: Pipeline, data: Dataset, estimator: str, seed: int, drift_features: int) -> dict[str, Any]:
+    """Everything that decides what training produces, as plain JSON; `model` is the pipeline before `fit`."""
+    return {
+        "recipe": RECIPE,
+        "dataset": {"call": data.description, "contents_sha256": data.contents_sha256},
+        "split": {"test_size": TEST_SIZE, "stratify": True, "random_state": seed},
+        "estimator": estimator,
+        "pipeline": [
+            [
+                f"{type(step).__module__}.{type(step).__qualname__}",
+                {k: _parameter(v) for k, v in sorted(params.items())},
+            ]
+            for step, params in ((step, step.get_params(deep=False)) for _, step in model.steps)
+        ],
+        "seed": seed,
+        "drift": {
+            "bins_per_feature": BINS_PER_FEATURE,
+            "max_features": drift_features,
+            "importance_repeats": IMPORTANCE_REPEATS,
+        },
+        "libraries": {name: ".".join(installed_version(name).split(".")[:2]) for name in BEHAVIOUR_LIBRARIES},
+    }
+
+
+def model_version(inputs: dict[str, Any]) -> str:
+    """12 hex characters of the SHA-256 of the inputs as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def write_artefact(model: Pipeline, metadata: dict, out: Path) -> dict:
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     blob = buffer.getvalue()
-    # The version covers everything that changes answers or metrics: the model and its reference data.
-    digest = hashlib.sha256(blob)
-    digest.update(json.dumps([metadata["feature_names"], metadata["class_names"], metadata["reference"]]).encode())
     metadata = {
         **metadata,
-        "version": digest.hexdigest()[:12],
+        "model_sha256": hashlib.sha256(blob).hexdigest(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out.mkdir(parents=True, exist_ok=True)

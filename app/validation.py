@@ -48,15 +48,86 @@ def decode_json_object(body: bytes, mimetype: str | None) -> dict[str, Any]:
         # always has, so every refusal keeps its reason.
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        try:
-            payload = json.loads(body, parse_constant=_reject_constant)
-        except InvalidInput:
-            raise
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise InvalidInput("invalid_json", "the body is not valid JSON") from exc
+        payload = _careful_loads(body)
+    else:
+        # orjson keeps the last of duplicate keys without a word: look again where one may hide.
+        if not _free_of_duplicates(body, payload):
+            _careful_loads(body)
     if not isinstance(payload, dict):
         raise InvalidInput("not_an_object", "the body must be a JSON object")
     return payload
+
+
+def _free_of_duplicates(body: bytes, payload: Any) -> bool:
+    """True only when `body` cannot hold a duplicate key; False means "parse it carefully", not "it has one".
+
+    Every key in the body is followed by a colon and every other colon is inside a string, so the body's colons
+    are at least its keys, which are at least the keys decoding kept (fewer when it dropped a duplicate). A count
+    of kept keys that reaches the body's colons therefore proves that nothing was dropped, and an undercount only
+    sends a body on to the next test. In order of cost:
+      - at most one colon: at most one key (`{"instances": [[...], ...]}`, the usual body);
+      - the top level's keys, plus the keys of objects directly inside its values (rows as objects): counted with
+        `len`, no Python-level walk;
+      - orjson writing the decoded value back out: one colon per kept key plus the colons of the kept strings,
+        so as many as the body exactly when no key was dropped, provided no string of the body writes a
+        character by its code (`\\u003a` is a colon).
+    """
+    if body.find(b":", body.find(b":") + 1) < 0:  # memchr, twice: a fraction of a microsecond at 256 rows
+        return True
+    colons = _count_colons(body)
+    if colons == _shallow_keys(payload):
+        return True
+    if b"\\u" in body:
+        return False
+    try:
+        return orjson.dumps(payload).count(b":") == colons
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return False
+
+
+def _count_colons(body: bytes) -> int:
+    # bytes.count walks byte by byte: a vectorised comparison takes a quarter of its time on a 70 kB body, but
+    # costs more than it saves on a short one.
+    if len(body) < _VECTOR_FROM:
+        return body.count(b":")
+    return int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == _COLON))
+
+
+_COLON = ord(":")
+_VECTOR_FROM = 4096
+
+
+def _shallow_keys(payload: Any) -> int:
+    """Keys of the top-level object and of objects one or two levels inside it: never more than it holds."""
+    if type(payload) is not dict:
+        return 0
+    keys = len(payload)
+    for value in payload.values():
+        if type(value) is dict:
+            keys += len(value)
+        elif type(value) is list and value and set(map(type, value)) == _DICT_ONLY:
+            keys += sum(map(len, value))
+    return keys
+
+
+_DICT_ONLY = {dict}
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise InvalidInput("duplicate_key", "an object in the body has the same key twice")
+    return value
+
+
+def _careful_loads(body: bytes) -> Any:
+    """json.loads refusing duplicate keys at every level, and NaN and Infinity."""
+    try:
+        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+    except InvalidInput:
+        raise
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InvalidInput("invalid_json", "the body is not valid JSON") from exc
 
 
 def require_keys(payload: dict[str, Any], key: str) -> Any:

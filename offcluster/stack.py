@@ -201,7 +201,9 @@ class Stack:
     def train_if_missing(self) -> None:
         for pod in self.pods:
             out = self.pod_model_dir(pod)
-            if (out / "metadata.json").exists():
+            metadata = out / "metadata.json"
+            # An artefact from before the loader checked model files records no digest: it would never load.
+            if metadata.exists() and "model_sha256" in json.loads(metadata.read_text()):
                 continue
             subprocess.run(
                 [sys.executable, "-m", "app.train", "--out", str(out), *pod.train_args], cwd=ROOT, check=True,

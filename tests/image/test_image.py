@@ -4,12 +4,17 @@ Deployment's probes and Prometheus expect, and serve the model its training argu
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import requests
 
 from app.metrics import HTTP_REQUESTS_TOTAL, MODEL_PREDICTIONS_TOTAL
+from app.model import METADATA_FILE, load
+from app.train import wine
+from app.validation import MAX_ROWS
 from harness import image
 from harness.exposition import total
 from harness.image import pod_spec
@@ -18,6 +23,9 @@ from harness.processes import children
 from offcluster.pods import train_args
 from tests.image.figures import note
 from tests.manifests.deploy_spec import SERVE_COMMAND
+
+# The served probabilities are rounded to 6 decimals.
+ANSWER_TOLERANCE = 1e-6
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -88,25 +96,47 @@ def test_its_metrics_port_counts_a_prediction(stable):
     assert total(after, HTTP_REQUESTS_TOTAL, **counted) - total(before, HTTP_REQUESTS_TOTAL, **counted) == 1
 
 
-def test_it_serves_the_model_python_m_app_train_writes(stable, stable_image, trained_version):
+def _same_answers(app: str, artefact: Path) -> float:
+    """The largest difference between the image's probabilities and the host-trained model's on every wine row.
+
+    Versions name training inputs and must match exactly; the fitted floats come from another BLAS kernel inside
+    the image (no OPENBLAS_CORETYPE there), so answers are compared within a tolerance, never bit for bit."""
+    rows = wine().data
+    local = load(artefact).predict(rows)
+    served = requests.post(f"{app}/predict", json={"instances": rows[:MAX_ROWS].tolist()}, timeout=10).json()
+    gap = float(np.abs(np.asarray(served["probabilities"]) - local.probabilities[:MAX_ROWS]).max())
+    assert served["predictions"] == local.labels[:MAX_ROWS]
+    # The answer is rounded to 6 decimals; the models themselves differ by about 1e-15.
+    assert gap <= ANSWER_TOLERANCE, gap
+    return gap
+
+
+def test_it_serves_the_model_python_m_app_train_writes(stable, stable_image, trained_model):
     args = image.build_arg_default("TRAIN_ARGS")
-    expected = trained_version(args)
+    artefact = trained_model(args)
+    expected = json.loads((artefact / METADATA_FILE).read_text())["version"]
     served = requests.get(f"{stable.app}/model", timeout=5).json()["version"]
     command = shlex.join(["python", "-m", "app.train", *args])
-    note(f"{stable_image.tag} serves model version {served}; `{command}` wrote {expected}")
+    gap = _same_answers(stable.app, artefact)
+    note(f"{stable_image.tag} serves model version {served}; `{command}` wrote {expected}; answers within {gap:.1e}")
     assert served == expected
     assert requests.get(f"{stable.app}/readyz", timeout=5).json()["model_version"] == expected
 
 
 def test_the_canary_image_serves_the_model_its_train_args_make(
-    canary, canary_image, canary_deployment, stable, trained_version
+    canary, canary_image, canary_deployment, stable, trained_model
 ):
     args = list(train_args(canary_deployment))
     assert args, "the canary Deployment declares no training arguments"
-    expected = trained_version(args)
+    artefact = trained_model(args)
+    expected = json.loads((artefact / METADATA_FILE).read_text())["version"]
     served = requests.get(f"{canary.app}/model", timeout=5).json()["version"]
     stable_version = requests.get(f"{stable.app}/model", timeout=5).json()["version"]
     command = shlex.join(["python", "-m", "app.train", *args])
-    note(f"{canary_image.tag} serves model version {served}; `{command}` wrote {expected} (stable: {stable_version})")
+    gap = _same_answers(canary.app, artefact)
+    note(
+        f"{canary_image.tag} serves model version {served}; `{command}` wrote {expected} (stable: {stable_version}); "
+        f"answers within {gap:.1e}"
+    )
     assert served == expected
     assert served != stable_version

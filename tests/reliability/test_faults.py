@@ -12,10 +12,11 @@ import socket
 import time
 from pathlib import Path
 
+import joblib
 import pytest
 import requests
 
-from app.model import METADATA_FILE, MODEL_FILE
+from app.model import METADATA_FILE, MODEL_FILE, file_sha256
 from app.model_state import RETRY_SECONDS
 from harness.exposition import (
     Scraper,
@@ -173,15 +174,23 @@ def _damage(kind: str, good: Path, target: Path) -> None:
     elif kind == "truncated_metadata":
         text = (target / METADATA_FILE).read_text()
         (target / METADATA_FILE).write_text(text[: len(text) // 2])
+    elif kind == "not_an_estimator":
+        # A pickle that loads, with its digest recorded: what once made the preloading master exit.
+        joblib.dump({"not": "an estimator"}, target / MODEL_FILE)
+        metadata = json.loads((target / METADATA_FILE).read_text())
+        metadata["model_sha256"] = file_sha256((target / MODEL_FILE).read_bytes())
+        (target / METADATA_FILE).write_text(json.dumps(metadata))
     else:
         raise ValueError(kind)
 
 
+# What the client is told (a reason from app.model.UNAVAILABLE_REASONS), and what the log says besides.
 DAMAGE = {
-    "missing_dir": "is missing",
-    "missing_model_file": f"{MODEL_FILE} is missing",
-    "corrupt_model_file": "is unreadable",
-    "truncated_metadata": "is unreadable",
+    "missing_dir": ("missing", "is missing"),
+    "missing_model_file": ("missing", f"{MODEL_FILE} is missing"),
+    "corrupt_model_file": ("checksum_mismatch", "its metadata records"),
+    "truncated_metadata": ("unreadable", "cannot read the artefact"),
+    "not_an_estimator": ("not_an_estimator", "which has no predict_proba"),
 }
 
 
@@ -200,10 +209,11 @@ def test_a_missing_or_corrupt_model_fails_readiness_clearly_and_nothing_flaps_or
     assert ready.status_code == 503
     assert ready.headers["Content-Type"] == "application/json"
     assert ready.json()["error"] == "model_unavailable"
-    detail = ready.json()["detail"]
-    assert str(broken) in detail and DAMAGE[kind] in detail, detail
+    reason, logged = DAMAGE[kind]
+    assert ready.json()["detail"] == reason
+    assert str(broken) not in ready.text
     log = server.log.read_text()
-    assert "model not loaded, readiness will fail" in log and DAMAGE[kind] in log
+    assert "model not loaded, readiness will fail" in log and logged in log and str(broken) in log
 
     # Probes as a kubelet sends them, over a couple of seconds: liveness never fails, readiness never lies.
     session = requests.Session()
@@ -212,7 +222,7 @@ def test_a_missing_or_corrupt_model_fails_readiness_clearly_and_nothing_flaps_or
         assert session.get(f"{server.app}/readyz", timeout=2).status_code == 503
         time.sleep(0.1)
     refused = requests.post(f"{server.app}/predict", data=BODY, headers={"Content-Type": "application/json"}, timeout=5)
-    assert (refused.status_code, refused.json()["error"]) == (503, "model_unavailable")
+    assert refused.status_code == 503 and refused.json() == {"error": "model_unavailable", "detail": reason}
 
     # No crash loop: the same master and the same workers, none restarted.
     assert server.process.poll() is None

@@ -85,13 +85,19 @@ def _as_orjson_reads(value):
 
 
 def _reference(body: bytes):
-    """What the service did before orjson: json.loads alone (big integers as orjson reads them)."""
+    """What the service did before orjson: json.loads alone (big integers as orjson reads them), refusing an object
+    with the same key twice."""
 
     def reject(name):
         raise InvalidInput("non_finite", f"{name} is not a finite number")
 
+    def unique(pairs):
+        if len(dict(pairs)) != len(pairs):
+            raise InvalidInput("duplicate_key", "an object in the body has the same key twice")
+        return dict(pairs)
+
     try:
-        payload = json.loads(body, parse_constant=reject)
+        payload = json.loads(body, parse_constant=reject, object_pairs_hook=unique)
     except InvalidInput as exc:
         return (exc.reason, exc.detail, exc.status)
     except (ValueError, RecursionError):
