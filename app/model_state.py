@@ -31,8 +31,7 @@ class ModelState:
         self.model: LoadedModel | None = None
         self.metrics: ModelMetrics | None = None
         self.error = "not loaded yet"
-        self.receipts: Receipts | None = from_environment()
-        self.receipt: str | None = None  # of the loaded model's version, issued once
+        self.receipts: Receipts = from_environment()
         self._last_attempt = -RETRY_SECONDS
         self._lock = threading.Lock()
         self.try_load()
@@ -64,8 +63,6 @@ class ModelState:
                     class_ratios=reference["class_ratios"],
                     accuracy=model.metadata["accuracy"],
                 )
-            if self.receipts is not None:
-                self.receipt = self.receipts.issue(model.version)
             self.model = model
             log.info("loaded model %s version %s from %s", model.metadata["name"], model.version, self.model_dir)
             return model
