@@ -256,7 +256,8 @@ def fuzzed(model_dir, tmp_path_factory):
     }
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+# Derandomised: the same examples every run, so that the coverage check below cannot flip between runs.
+@settings(max_examples=300, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_no_feedback_body_gets_a_5xx_or_counts_what_no_prediction_made(fuzzed, data):
     client, issued, spent = fuzzed["client"], fuzzed["issued"], fuzzed["spent"]
