@@ -26,7 +26,8 @@ BUSY_TIMEOUT_MS = 5000
 class SpentSet:
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.path = path
-        self._max_pages = max(16, max_bytes // PAGE_BYTES)
+        # The schema takes 4 pages; a few more leave room for entries.
+        self._max_pages = max(8, max_bytes // PAGE_BYTES)
         self._local = threading.local()
         self._started: int | None = None
         self._last_purge = 0.0
