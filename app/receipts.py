@@ -158,12 +158,18 @@ class Receipts:
 
     def spend(self, items: Sequence[tuple[Receipt, int]]) -> None:
         """Record (receipt, row) pairs as counted, all or none; ``ReceiptRefused`` if any was already."""
-        entries: dict[bytes, tuple[int, int]] = {}
+        rows_of: dict[bytes, tuple[Receipt, list[int]]] = {}
         for receipt, row in items:
-            mask, expires = entries.get(receipt.nonce, (0, receipt.issued + self.ttl))
-            if mask >> row & 1:
+            rows_of.setdefault(receipt.nonce, (receipt, []))[1].append(row)
+        entries: dict[bytes, tuple[int, int]] = {}
+        for nonce, (receipt, rows) in rows_of.items():
+            # One bit per row of the batch; a row named twice sets its bit once.
+            bits = np.zeros(len(receipt.classes), dtype=bool)
+            bits[rows] = True
+            if int(np.count_nonzero(bits)) != len(rows):
                 raise ReceiptRefused("receipt_replayed", "the same prediction is named twice", 409)
-            entries[receipt.nonce] = (mask | 1 << row, expires)
+            mask = int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
+            entries[nonce] = (mask, receipt.issued + self.ttl)
         outcome = self.spent.add_all(entries, now=int(time.time()))
         if outcome == "replayed":
             raise ReceiptRefused("receipt_replayed", "feedback for one of these predictions was already counted", 409)
