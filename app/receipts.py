@@ -28,7 +28,7 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,11 +156,16 @@ class Receipts:
         classes = np.frombuffer(body, dtype=dtype, count=rows, offset=offset + _ROWS.size)
         return Receipt(version=version, issued=issued, nonce=nonce, classes=classes)
 
-    def spend(self, items: Sequence[tuple[Receipt, int]]) -> None:
-        """Record (receipt, row) pairs as counted, all or none; ``ReceiptRefused`` if any was already."""
+    def spend(self, named: Iterable[tuple[Receipt, list[int]]]) -> None:
+        """Record the rows named under each receipt as counted, all or none; ``ReceiptRefused`` if any was
+        already, or is named twice."""
         rows_of: dict[bytes, tuple[Receipt, list[int]]] = {}
-        for receipt, row in items:
-            rows_of.setdefault(receipt.nonce, (receipt, []))[1].append(row)
+        for receipt, rows in named:
+            # Two spellings of one receipt (base64's spare bits) are one receipt.
+            if receipt.nonce in rows_of:
+                rows_of[receipt.nonce][1].extend(rows)
+            else:
+                rows_of[receipt.nonce] = (receipt, list(rows))
         entries: dict[bytes, tuple[int, int]] = {}
         for nonce, (receipt, rows) in rows_of.items():
             # One bit per row of the batch; a row named twice sets its bit once.

@@ -175,8 +175,8 @@ def parse_feedback(
     if len(items) > MAX_ROWS:
         raise InvalidInput("batch_too_large", f'"feedback" may hold at most {MAX_ROWS} items')
     known = set(class_names)
-    checked: dict[str, Receipt] = {}  # a batch's items usually share one receipt: check it once
-    spent: list[tuple[Receipt, int]] = []
+    # A batch's items usually share one receipt: check it once, and gather the rows named under it.
+    checked: dict[str, tuple[Receipt, list[int]]] = {}
     triples = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not (
@@ -191,13 +191,13 @@ def parse_feedback(
                 f'item {i} must be an object with "receipt", "actual" and, for a batch of more than one row, "row"',
             )
         text = item[RECEIPT_FIELD]
-        receipt = checked.get(text) if isinstance(text, str) else None
-        if receipt is None:
+        found = checked.get(text) if isinstance(text, str) else None
+        if found is None:
             try:
-                receipt = receipts.verify(text)
+                found = checked[text] = (receipts.verify(text), [])
             except ReceiptRefused as exc:
                 raise InvalidInput(exc.reason, f"item {i}: {exc.detail}", exc.status) from None
-            checked[text] = receipt
+        receipt, named = found
         rows = len(receipt.classes)
         row = item.get("row", 0 if rows == 1 else None)
         if type(row) is not int:
@@ -214,10 +214,10 @@ def parse_feedback(
             raise InvalidInput("receipt_mismatch", f'item {i}: "predicted" is not the class the receipt says')
         if "model_version" in item and item["model_version"] != receipt.version:
             raise InvalidInput("model_version_mismatch", f"item {i}: the receipt is for another model version")
-        spent.append((receipt, row))
+        named.append(row)
         triples.append((receipt.version, predicted, actual))
     try:
-        receipts.spend(spent)
+        receipts.spend(checked.values())
     except ReceiptRefused as exc:
         raise InvalidInput(exc.reason, exc.detail, exc.status) from None
     return triples

@@ -5,8 +5,9 @@
 In-process, as `benchmarks.inprocess`: each request is a WSGI call into the instrumented app (prometheus_client
 in multiprocess mode on /dev/shm, as under THE gunicorn config), timed with `time.thread_time_ns` (this
 thread's CPU) and `time.process_time_ns` (the whole process: the metrics flusher thread too). Requests
-alternate one by one between the app's real receipts and a stand-in that issues a constant string, takes any
-receipt and records nothing, so both variants see the same machine; figures are medians.
+rotate one by one between the app's real receipts and two stand-ins that issue a constant string, take any
+receipt and record nothing (one with an empty receipt, one with a receipt as long as a real one), so every
+variant sees the same machine; figures are medians.
 
 - /predict at 1 and 256 rows: what issuing the batch's receipt costs (HMAC, nonce, encoding).
 - /feedback of 1 item and of 256 items (every row of one 256-row receipt): what checking the receipt and
@@ -70,11 +71,14 @@ def _call(app, path: str, body: bytes) -> tuple[int, int]:
 
 
 class _Free:
-    """The receipts' interface doing no work: the baseline the real receipts are compared with."""
+    """The receipts' interface doing no work: the baseline the real receipts are compared with. ``sized``: its
+    constant receipt is as long as a real one (what the computing costs, apart from the bytes carried); else
+    empty (no receipt to carry either)."""
 
-    def __init__(self, real, version: str, rows: int) -> None:
-        self.constant = "x" * 70
-        self.receipt = real.verify(real.issue(version, np.zeros(rows, dtype=np.int64), 3))
+    def __init__(self, real, version: str, rows: int, sized: bool) -> None:
+        issued = real.issue(version, np.zeros(rows, dtype=np.int64), 3)
+        self.constant = "x" * len(issued) if sized else ""
+        self.receipt = real.verify(issued)
 
     def issue(self, version, classes, n_classes) -> str:
         return self.constant
@@ -86,11 +90,11 @@ class _Free:
         return None
 
 
-def _bodies(path: str, rows: int, real, free: _Free, version: str, requests: int) -> dict:
+def _bodies(path: str, rows: int, real, free: dict[str, _Free], version: str, requests: int) -> dict:
     """Each variant's next request body."""
     if path == "/predict":
         body = json.dumps({"instances": [ROW] * rows}).encode()
-        return {"real": lambda: body, "free": lambda: body}
+        return {mode: (lambda: body) for mode in ("real", *free)}
 
     def feedback_body(receipt: str) -> bytes:
         items = [{"receipt": receipt, "row": row, "actual": "class_0"} for row in range(rows)]
@@ -98,8 +102,8 @@ def _bodies(path: str, rows: int, real, free: _Free, version: str, requests: int
 
     # Receipts for the real variant, issued beforehand: each is spent once.
     issued = iter([real.issue(version, np.zeros(rows, dtype=np.int64), 3) for _ in range(requests + 50)])
-    free_body = feedback_body(free.constant)
-    return {"real": lambda: feedback_body(next(issued)), "free": lambda: free_body}
+    fixed = {mode: feedback_body(stub.constant) for mode, stub in free.items()}
+    return {"real": lambda: feedback_body(next(issued)), **{mode: (lambda b=b: b) for mode, b in fixed.items()}}
 
 
 def measure(requests: int) -> dict[str, dict[str, float]]:
@@ -114,15 +118,17 @@ def measure(requests: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     cases = [("/predict", 1), ("/predict", 256), ("/feedback", 1), ("/feedback", 256)]
     for path, rows in cases:
-        free = _Free(real, version, rows)
+        free = {"none": _Free(real, version, rows, sized=False), "sized": _Free(real, version, rows, sized=True)}
         bodies = _bodies(path, rows, real, free, version, requests)
-        receipts = {"real": real, "free": free}
-        for mode in ("real", "free") * 25:  # warm: first-call costs, caches, the flusher thread started
+        receipts = {"real": real, **free}
+        modes = list(receipts)
+        for mode in modes * 25:  # warm: first-call costs, caches, the flusher thread started
             state.receipts = receipts[mode]
             _call(app, path, bodies[mode]())
-        times: dict[str, list[tuple[int, int]]] = {"real": [], "free": []}
+        times: dict[str, list[tuple[int, int]]] = {mode: [] for mode in modes}
         for i in range(requests):
-            for mode in ("real", "free") if i % 2 == 0 else ("free", "real"):
+            # Rotate the order, so that none always runs right after the same other one.
+            for mode in modes[i % 3 :] + modes[: i % 3]:
                 body_bytes = bodies[mode]()
                 state.receipts = receipts[mode]
                 times[mode].append(_call(app, path, body_bytes))
@@ -131,9 +137,10 @@ def measure(requests: int) -> dict[str, dict[str, float]]:
         process = {m: statistics.median(p for _, p in v) / 1000 for m, v in times.items()}
         out[f"{path} {rows}"] = {
             "real_us": thread["real"],
-            "free_us": thread["free"],
-            "thread_ratio": thread["real"] / thread["free"],
-            "process_ratio": process["real"] / process["free"],
+            "none_us": thread["none"],
+            "thread_ratio": thread["real"] / thread["none"],
+            "process_ratio": process["real"] / process["none"],
+            "compute_ratio": thread["real"] / thread["sized"],
         }
     return out
 
@@ -162,13 +169,22 @@ def main() -> None:
             rounds.append(_measure_in_this_process(args.requests))
         print(f"  round {round_ + 1}: {measured.describe()}", flush=True)
     print(f"receipts, in-process, {args.rounds} rounds x {args.requests} requests per case and variant (medians)")
-    print(f"{'request':<16}{'thread CPU us':>15}{'without':>10}{'thread ratio':>14}{'process ratio':>15}")
+    print(
+        f"{'request':<16}{'thread CPU us':>15}{'without':>10}{'thread ratio':>14}{'process ratio':>15}"
+        f"{'compute only':>14}"
+    )
     for case in rounds[0]:
         real = statistics.median(r[case]["real_us"] for r in rounds)
-        free = statistics.median(r[case]["free_us"] for r in rounds)
+        none = statistics.median(r[case]["none_us"] for r in rounds)
         thread = statistics.median(r[case]["thread_ratio"] for r in rounds)
         process = statistics.median(r[case]["process_ratio"] for r in rounds)
-        print(f"{case:<16}{real:>15.1f}{free:>10.1f}{thread:>14.3f}{process:>15.3f}")
+        compute = statistics.median(r[case]["compute_ratio"] for r in rounds)
+        print(f"{case:<16}{real:>15.1f}{none:>10.1f}{thread:>14.3f}{process:>15.3f}{compute:>14.3f}")
+    print(
+        "without: an empty receipt issued and any taken, nothing recorded; ratios: with receipts / without.\n"
+        "compute only: against a stand-in whose receipts are as long as real ones (the bytes carried and parsed\n"
+        "cost the same in both): what issuing, checking and recording cost apart from the receipt's size."
+    )
     print(f"machine during the rounds: {guard.summary()}")
     share = statistics.median(r["/predict 256"]["thread_ratio"] for r in rounds) - 1
     print(

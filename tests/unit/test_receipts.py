@@ -196,7 +196,7 @@ def test_a_full_spent_set_refuses_rather_than_forgets(tmp_path):
 
     def spend_new() -> object:
         receipt = receipts.verify(receipts.issue("v", np.zeros(256, dtype=np.int64), 3))
-        receipts.spend([(receipt, row) for row in range(0, 256, 7)])
+        receipts.spend([(receipt, list(range(0, 256, 7)))])
         return receipt
 
     first = spend_new()
@@ -205,7 +205,7 @@ def test_a_full_spent_set_refuses_rather_than_forgets(tmp_path):
             spend_new()
     assert (refused.value.reason, refused.value.status) == ("feedback_store_full", 429)
     with pytest.raises(ReceiptRefused, match="already"):  # what it holds it still refuses
-        receipts.spend([(first, 0)])
+        receipts.spend([(first, [0])])
     assert (tmp_path / "spent.sqlite").stat().st_size <= 64 * 1024
 
 
