@@ -75,6 +75,17 @@ class SpentSet:
         conn = self._conn()
         if time.monotonic() - self._last_purge > PURGE_EVERY_SECONDS:
             self._purge(conn, now)
+        if len(entries) == 1:
+            # The usual case, one receipt not seen before: one statement, its own transaction.
+            ((key, (mask, expires)),) = entries.items()
+            try:
+                conn.execute("INSERT INTO spent VALUES (?, ?, ?)", (key, expires, _blob(mask)))
+                return "added"
+            except sqlite3.IntegrityError:
+                pass  # some of its rows were counted before: compare them below
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
+                    raise
         for attempt in range(2):
             try:
                 conn.execute("BEGIN IMMEDIATE")
