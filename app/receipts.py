@@ -145,7 +145,8 @@ class Receipts:
             raise ReceiptRefused("invalid_receipt", "the receipt was issued in the future")
         if issued + self.ttl < now:
             raise ReceiptRefused("receipt_expired", f"feedback is taken for {self.ttl} s after the prediction")
-        if issued < self.spent.started() - CLOCK_SKEW_SECONDS:
+        # No allowance for skew here: only this pod's own lost set matters, and its clock is this one.
+        if issued < self.spent.started():
             raise ReceiptRefused(
                 "receipt_expired", "the prediction is older than this pod's record of counted feedback"
             )

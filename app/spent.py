@@ -34,6 +34,7 @@ class SpentSet:
         # Created here (in the master, before the workers fork) so that its start time is the pod's.
         self._connect().close()
         self._local.conn = None
+        self._local.inode = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -57,16 +58,25 @@ class SpentSet:
         return conn
 
     def _conn(self) -> sqlite3.Connection:
-        # One connection per thread and process: an SQLite connection must not cross a fork.
+        # One connection per thread and process: an SQLite connection must not cross a fork. And one to the file
+        # now at the path: a connection to a file deleted since (a wiped volume) would keep a set of its own
+        # while the other workers start a new one, and each would take what the other counted.
         pid = os.getpid()
-        if getattr(self._local, "pid", None) != pid or self._local.conn is None:
-            self._local.conn = self._connect()
-            self._local.pid = pid
-        return self._local.conn
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            inode = None
+        local = self._local
+        if getattr(local, "pid", None) != pid or local.conn is None or local.inode != inode:
+            if getattr(local, "pid", None) == pid and local.conn is not None:
+                local.conn.close()
+            local.conn = self._connect()
+            local.pid = pid
+            local.inode = os.stat(self.path).st_ino
+        return local.conn
 
     def started(self) -> int:
-        if self._started is None:
-            self._conn()
+        self._conn()  # the file now at the path: a new one starts now
         return self._started  # type: ignore[return-value]
 
     def add_all(self, entries: dict[bytes, tuple[int, int]], now: int) -> Literal["added", "replayed", "full"]:

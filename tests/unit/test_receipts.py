@@ -209,6 +209,21 @@ def test_a_full_spent_set_refuses_rather_than_forgets(tmp_path):
     assert (tmp_path / "spent.sqlite").stat().st_size <= 64 * 1024
 
 
+def test_a_spent_set_deleted_under_the_workers_is_started_anew_not_split(tmp_path):
+    # A wiped volume: every connection moves to the new file, which refuses what predates it.
+    receipts = Receipts(b"k" * 32, SpentSet(tmp_path / "spent.sqlite", max_bytes=1 << 20))
+    old = receipts.issue("v", np.zeros(2, dtype=np.int64), 3)
+    receipts.spend([(receipts.verify(old), [0])])
+    for name in ("spent.sqlite", "spent.sqlite-wal", "spent.sqlite-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    time.sleep(1.1)  # issue times and the set's start are in whole seconds
+    with pytest.raises(ReceiptRefused) as refused:
+        receipts.verify(old)  # its other row too: the new set cannot know what the lost one held
+    assert refused.value.reason == "receipt_expired"
+    receipts.spend([(receipts.verify(receipts.issue("v", np.zeros(1, dtype=np.int64), 3)), [0])])
+    assert len(receipts.spent) == 1  # in the new file, not the deleted one
+
+
 def _decoded(text: object) -> bytes | None:
     if not isinstance(text, str) or not text.isascii():
         return None
