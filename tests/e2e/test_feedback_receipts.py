@@ -8,11 +8,15 @@ import http.client
 import json
 import os
 import signal
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from app.metrics import INVALID_REASONS
 from harness.exposition import samples, total
 from harness.load import ROW, host_port
 from harness.processes import live_workers, wait_until
@@ -140,3 +144,66 @@ def test_a_malformed_receipt_is_a_4xx_without_a_traceback(server, receipt):
     after = server.scrape()
     assert total(after, "model_feedback_total") == before
     assert set(samples(after)) == before_series
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)
+STATUS = {"receipt_replayed": 409, "feedback_store_full": 429}
+OUTCOMES: Counter = Counter()
+CLASSES = ("class_0", "class_1", "class_2")
+
+
+@settings(max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_no_feedback_body_gets_a_5xx_or_moves_a_counter_it_should_not(server, data):
+    """Against THE gunicorn command: bodies built from real receipts (fresh, spent, altered) and any JSON value."""
+    connection = Connection(server)
+    try:
+        status, answer = connection.post("/predict", {"instances": [ROW] * data.draw(st.sampled_from([1, 1, 1, 3]))})
+        assert status == 200
+        receipt = answer["receipt"]
+        i = data.draw(st.integers(0, 10**6)) % len(receipt)
+        choices = [receipt, receipt[:i] + data.draw(st.characters()) + receipt[i + 1 :], receipt[:i]]
+
+        def sometimes(odds: int) -> bool:
+            return data.draw(st.sampled_from([False] * (odds - 1) + [True]))
+
+        items = []
+        for _ in range(data.draw(st.integers(1, 3))):
+            # Mostly well formed, so that bodies reach the receipt's checks and some are taken.
+            item = {
+                "receipt": choices[data.draw(st.sampled_from([0] * 8 + [1, 2]))],
+                "actual": data.draw(JSON_SCALARS) if sometimes(8) else data.draw(st.sampled_from(CLASSES)),
+            }
+            if sometimes(2):
+                item["row"] = data.draw(JSON_SCALARS) if sometimes(8) else data.draw(st.integers(-1, 3))
+            if sometimes(8):
+                item[data.draw(st.sampled_from(["predicted", "model_version", "other"]))] = data.draw(JSON_SCALARS)
+            items.append(item)
+        body = {"feedback": items}
+        before_series, before = set(samples(server.scrape())), feedback_cells(server)
+        status, answer = connection.post("/feedback", body)
+        assert status < 500, answer
+        OUTCOMES[answer.get("error", "accepted")] += 1
+        if status == 200:
+            assert answer["accepted"] == len(items)
+            settled(server, before + len(items))
+            # A replay of the same body, to any worker, moves nothing.
+            assert connection.post("/feedback", body)[0] == 409
+            OUTCOMES["receipt_replayed"] += 1
+        else:
+            assert answer["error"] in INVALID_REASONS and status == STATUS.get(answer["error"], 400), answer
+        after = server.scrape()
+        assert total(after, "model_feedback_total") == before + (len(items) if status == 200 else 0)
+        # The model's series (the request series, by route and status, are the flood tests' subject).
+        assert {k for k in samples(after) if k[0].startswith("model_")} == {
+            k for k in before_series if k[0].startswith("model_")
+        }
+    finally:
+        connection.close()
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_the_generated_bodies_were_taken_and_refused(server):
+    # Runs after the property above (file order): it must have reached both outcomes to prove anything.
+    print(f"\nfeedback bodies against gunicorn: {dict(OUTCOMES)}")
+    assert OUTCOMES["accepted"] >= 10 and {"invalid_receipt", "receipt_replayed"} <= set(OUTCOMES), OUTCOMES
