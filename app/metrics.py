@@ -49,6 +49,12 @@ INVALID_REASONS = (
     "unknown_class",
     "model_version_mismatch",
     "invalid_receipt",
+    "receipt_required",
+    "receipt_other_key",
+    "receipt_expired",
+    "receipt_mismatch",
+    "receipt_replayed",
+    "feedback_store_full",
 )
 
 HTTP_REQUESTS_TOTAL = "http_requests_total"

@@ -30,8 +30,7 @@ class ModelState:
         self.model: LoadedModel | None = None
         self.metrics: ModelMetrics | None = None
         self.error = NOT_LOADED
-        self.receipts: Receipts | None = from_environment()
-        self.receipt: str | None = None  # of the loaded model's version, issued once
+        self.receipts: Receipts = from_environment()
         self._last_attempt = -RETRY_SECONDS
         self._lock = threading.Lock()
         self.try_load()
@@ -56,8 +55,6 @@ class ModelState:
                 log.exception("model not loaded, readiness will fail (%s)", UNREADABLE)
                 return None
             self.metrics = metrics
-            if self.receipts is not None:
-                self.receipt = self.receipts.issue(model.version)
             self.model = model
             log.info("loaded model %s version %s from %s", model.metadata["name"], model.version, self.model_dir)
             return model

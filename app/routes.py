@@ -70,22 +70,21 @@ def predict():
         "predictions": result.labels,
         "probabilities": result.probabilities.round(6),
         "model_version": model.version,
+        # What feedback on these rows must carry (app/receipts.py): the version and each row's class, sealed.
+        "receipt": state.receipts.issue(model.version, result.class_indices, len(model.class_names)),
     }
-    if state.receipt is not None:
-        # What lets any pod of the deployment count this prediction's feedback (app/receipts.py).
-        answer["receipt"] = state.receipt
     return jsonify(answer)
 
 
 @api.post("/feedback")
 def feedback():
-    """Ground truth for earlier predictions. Stateless: any worker of any replica can take it, for any version
-    whose receipt it can check (app/receipts.py)."""
+    """Ground truth for earlier predictions, each named by its /predict answer's receipt and row: counted once
+    per pod, under the version and predicted class the receipt seals (app/receipts.py)."""
     state = _state()
     model = state.try_load()  # not only readiness: a model that arrived late must reach every worker
     if model is None:
         return _unavailable(state)
-    pairs = parse_feedback(_json_body(), model.class_names, model.version, state.receipts)
+    pairs = parse_feedback(_json_body(), model.class_names, state.receipts)
     if state.metrics is not None:
         state.metrics.observe_feedback(pairs)
     return jsonify(accepted=len(pairs), model_version=model.version)

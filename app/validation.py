@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.receipts import Receipts
+from app.receipts import Receipt, ReceiptRefused, Receipts
 
 MAX_ROWS = 256
 # 256 rows of 13 features written as objects with long keys stay well under this.
@@ -224,18 +224,19 @@ def _parse_rows(instances: list, feature_names: Sequence[str]) -> np.ndarray:
     return rows
 
 
-FEEDBACK_FIELDS = frozenset({"predicted", "actual", "model_version"})
 RECEIPT_FIELD = "receipt"
+REQUIRED_FEEDBACK_FIELDS = frozenset({RECEIPT_FIELD, "actual"})
+# "row" may be left out for a one-row batch; "predicted" and "model_version", the fields of clients written before
+# receipts named a prediction, are taken when they agree with the receipt and are never the source of a label.
+OPTIONAL_FEEDBACK_FIELDS = frozenset({"row", "predicted", "model_version"})
 
 
 def parse_feedback(
-    payload: dict[str, Any], class_names: Sequence[str], version: str, receipts: Receipts | None = None
+    payload: dict[str, Any], class_names: Sequence[str], receipts: Receipts
 ) -> list[tuple[str, str, str]]:
-    """``{"feedback": [{"predicted", "actual", "model_version"[, "receipt"]}, ...]}`` to (version, predicted,
-    actual) triples.
-
-    Classes must be the loaded model's, and the version either the loaded model's or one whose receipt (from
-    the /predict answer, app/receipts.py) checks out: anything else would be a label value a client invented.
+    """``{"feedback": [{"receipt", "row", "actual"}, ...]}`` to (version, predicted, actual) triples, each row
+    recorded as spent (app/receipts.py): the version and the predicted class are the receipt's, the actual class
+    must be the loaded model's. All items are counted or none is.
     """
     items = require_keys(payload, "feedback")
     if not isinstance(items, list):
@@ -245,26 +246,49 @@ def parse_feedback(
     if len(items) > MAX_ROWS:
         raise InvalidInput("batch_too_large", f'"feedback" may hold at most {MAX_ROWS} items')
     known = set(class_names)
-    pairs = []
+    # A batch's items usually share one receipt: check it once, and gather the rows named under it.
+    checked: dict[str, tuple[Receipt, list[int]]] = {}
+    triples = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or item.keys() - {RECEIPT_FIELD} != FEEDBACK_FIELDS:
+        if not isinstance(item, dict) or not (
+            REQUIRED_FEEDBACK_FIELDS <= item.keys() <= REQUIRED_FEEDBACK_FIELDS | OPTIONAL_FEEDBACK_FIELDS
+        ):
+            if isinstance(item, dict) and RECEIPT_FIELD not in item and "actual" in item:
+                raise InvalidInput(
+                    "receipt_required", f'item {i} must carry the "receipt" of the /predict answer it is about'
+                )
             raise InvalidInput(
                 "invalid_feedback_item",
-                f'item {i} must be an object with exactly "predicted", "actual", "model_version" and, optionally, '
-                '"receipt"',
+                f'item {i} must be an object with "receipt", "actual" and, for a batch of more than one row, "row"',
             )
-        item_version = item["model_version"]
-        if item_version != version:
-            if receipts is None or RECEIPT_FIELD not in item:
-                raise InvalidInput(
-                    "model_version_mismatch",
-                    f"item {i} is for another model version than the one served, without the receipt of its "
-                    "/predict answer",
-                )
-            if not receipts.valid(item_version, item[RECEIPT_FIELD]):
-                raise InvalidInput("invalid_receipt", f"item {i}: the receipt does not match its model_version")
-        predicted, actual = item["predicted"], item["actual"]
-        if not (isinstance(predicted, str) and predicted in known and isinstance(actual, str) and actual in known):
+        text = item[RECEIPT_FIELD]
+        found = checked.get(text) if isinstance(text, str) else None
+        if found is None:
+            try:
+                found = checked[text] = (receipts.verify(text), [])
+            except ReceiptRefused as exc:
+                raise InvalidInput(exc.reason, f"item {i}: {exc.detail}", exc.status) from None
+        receipt, named = found
+        rows = len(receipt.classes)
+        row = item.get("row", 0 if rows == 1 else None)
+        if type(row) is not int:
+            raise InvalidInput("invalid_feedback_item", f'item {i}: "row" must be the index of a row of the batch')
+        if not 0 <= row < rows:
+            raise InvalidInput("receipt_mismatch", f"item {i}: the receipt's batch has {rows} row(s)")
+        index = int(receipt.classes[row])
+        if index >= len(class_names):
+            raise InvalidInput("unknown_class", f"item {i}: the receipt names a class this model does not have")
+        predicted, actual = class_names[index], item["actual"]
+        if not (isinstance(actual, str) and actual in known):
             raise InvalidInput("unknown_class", f"item {i} names a class the model does not have")
-        pairs.append((item_version, predicted, actual))
-    return pairs
+        if "predicted" in item and item["predicted"] != predicted:
+            raise InvalidInput("receipt_mismatch", f'item {i}: "predicted" is not the class the receipt says')
+        if "model_version" in item and item["model_version"] != receipt.version:
+            raise InvalidInput("model_version_mismatch", f"item {i}: the receipt is for another model version")
+        named.append(row)
+        triples.append((receipt.version, predicted, actual))
+    try:
+        receipts.spend(checked.values())
+    except ReceiptRefused as exc:
+        raise InvalidInput(exc.reason, exc.detail, exc.status) from None
+    return triples

@@ -102,14 +102,7 @@ def minute(app_url: str, session: requests.Session, traffic: Traffic, rng: np.ra
         response = session.post(f"{app_url}/predict", json={"instances": [row]}, timeout=10)
         if response.status_code != 200 or rng.random() >= FEEDBACK_SHARE:
             continue
-        answer = response.json()
-        item = {
-            "predicted": answer["predictions"][0],
-            "actual": traffic.reported(truth),
-            "model_version": answer["model_version"],
-        }
-        if "receipt" in answer:
-            item["receipt"] = answer["receipt"]
+        item = {"receipt": response.json()["receipt"], "actual": traffic.reported(truth)}
         session.post(f"{app_url}/feedback", json={"feedback": [item]}, timeout=10).raise_for_status()
 
 

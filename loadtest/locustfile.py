@@ -8,8 +8,8 @@ Most requests are single or batch predictions whose rows are drawn from the trai
 noise); a small share are invalid on purpose and count as a success only when the server answers them
 with the expected 4xx; a few read /model. `--drift-features` shifts the named features by
 `--drift-shift` standard deviations in every row, which is what the drift panels and alerts must catch.
-A share of single predictions (`--feedback-share`) is followed by POST /feedback carrying the dataset's
-true label (and the answer's receipt, so that any pod may take it); `--concept-drift-class class_1` reports
+A share of single predictions (`--feedback-share`) is followed by POST /feedback carrying the answer's receipt
+and the dataset's true label (app/receipts.py); `--concept-drift-class class_1` reports
 every row of that class as another class (wrong ground truth), which is what the live-accuracy alert must
 catch.
 `--load-profile` picks the load shape: steady, ramp or spike (peak `--peak-users`, for `--profile-seconds`).
@@ -106,15 +106,8 @@ class ModelClient(FastHttpUser):
         response = self.client.post("/predict", json={"instances": rows}, name="/predict")
         if response.status_code != 200 or self.rng.random() >= self.feedback_share:
             return
-        answer = response.json()
-        item = {
-            "predicted": answer["predictions"][0],
-            "actual": self.ground_truth(actual[0]),
-            "model_version": answer["model_version"],
-        }
-        if "receipt" in answer:
-            # Lets whichever pod gets the feedback count it for the version that predicted (app/receipts.py).
-            item["receipt"] = answer["receipt"]
+        # The answer's receipt names the prediction (version and class, sealed): feedback adds only the truth.
+        item = {"receipt": response.json()["receipt"], "actual": self.ground_truth(actual[0])}
         self.client.post("/feedback", json={"feedback": [item]}, name="/feedback")
 
     @task(4)

@@ -136,29 +136,36 @@ def test_a_flood_of_random_requests_adds_no_series(server):
 
 def test_feedback_is_counted_exactly_across_workers_and_refusals_keep_it_bounded(server):
     version = requests.get(f"{server.app}/model", timeout=5).json()["version"]
-    item = {"predicted": "class_0", "actual": "class_1", "model_version": version}
+    answers = [
+        requests.post(f"{server.app}/predict", json={"instances": [ROW, ROW]}, timeout=10).json() for _ in range(50)
+    ]
+    predicted = answers[0]["predictions"][0]  # the same row every time: the same class
+    bodies = [
+        {"feedback": [{"receipt": a["receipt"], "row": row, "actual": "class_1"} for row in (0, 1)]} for a in answers
+    ]
     before = server.scrape()
     with ThreadPoolExecutor(4) as pool:
         statuses = list(
-            pool.map(
-                lambda _: (
-                    requests.post(f"{server.app}/feedback", json={"feedback": [item, item]}, timeout=10).status_code
-                ),
-                range(50),
-            )
+            pool.map(lambda body: requests.post(f"{server.app}/feedback", json=body, timeout=10).status_code, bodies)
         )
     assert statuses == [200] * 50
+    item = bodies[0]["feedback"][0]
+    receipt = answers[1]["receipt"]
+    altered = receipt[:10] + ("B" if receipt[10] != "B" else "C") + receipt[11:]  # a byte of the nonce
     hostile = [
         {"feedback": [{**item, "actual": "class_" + "9" * 50}]},
         {"feedback": [{**item, "model_version": "attacker-chosen"}]},
         {"feedback": [{**item, "predicted": {"nested": ["x"]}}]},
+        {"feedback": [{**item, "receipt": altered}]},
+        {"feedback": [{"predicted": predicted, "actual": "class_1", "model_version": version}]},
         {"feedback": "x"},
     ]
     for body in hostile:
         response = requests.post(f"{server.app}/feedback", json=body, timeout=10)
         assert response.status_code == 400 and response.json()["error"]
+    assert requests.post(f"{server.app}/feedback", json=bodies[7], timeout=10).status_code == 409  # a replay
     after = server.scrape()
-    cell = {"predicted_class": "class_0", "actual_class": "class_1", "model_version": version}
+    cell = {"predicted_class": predicted, "actual_class": "class_1", "model_version": version}
     assert total(after, "model_feedback_total", **cell) - total(before, "model_feedback_total", **cell) == 100
     versions = {
         dict(labels).get("model_version") for (name, labels) in samples(after) if name == "model_feedback_total"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.utils import floatToGoString
 
@@ -29,7 +30,11 @@ SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 OTHER_EXAMPLE = "BREW"  # a method token gunicorn accepts and the code files under OTHER
 # What a route answers with the model loaded, by how it is declared: a POST route reads a JSON body.
 POST_STATUSES = ("200", "400", "413", "415")
+# /feedback also refuses a replayed receipt (409) and, when the pod's spent set is full, any (429).
+FEEDBACK_STATUSES = (*POST_STATUSES, "409", "429")
 GET_STATUSES = ("200",)
+# The test's server holds 8 pages of spent receipts (the floor, app/spent.py): the warm-up fills them.
+SPENT_MAX_MB = "0.03"
 # Requests that match no rule: not found, method not allowed (OPTIONS is answered for every rule), and
 # werkzeug's 400 for a Host header it cannot route on ("a..b").
 UNMATCHED_STATUSES = ("400", "404", "405")
@@ -41,7 +46,9 @@ def http_label_sets(routes: dict[str, set[str]]) -> set[tuple[str, str, str]]:
     found = set()
     for rule, allowed in routes.items():
         for method in allowed:
-            statuses = POST_STATUSES if method == "POST" else GET_STATUSES
+            statuses = GET_STATUSES
+            if method == "POST":
+                statuses = FEEDBACK_STATUSES if rule == "/feedback" else POST_STATUSES
             found.update((method, rule, status) for status in statuses)
     for method in methods:
         for status in UNMATCHED_STATUSES:
@@ -119,24 +126,39 @@ def build(method: str, path: str, body: bytes = b"", headers: dict[str, str] | N
     return head.encode("latin-1") + body
 
 
-def warm_up(model_dir: Path) -> Iterator[tuple[bytes, int]]:
+def _feedback(app: str) -> bytes:
+    """A feedback body for a prediction just made."""
+    receipt = requests.post(f"{app}/predict", data=BODY, headers={"Content-Type": "application/json"}, timeout=10)
+    return json.dumps({"feedback": [{"receipt": receipt.json()["receipt"], "actual": "class_0"}]}).encode()
+
+
+def _fill_spent_set(app: str) -> None:
+    """Feedback until the server's spent set is full (the server holds only a few pages of it)."""
+    for _ in range(20000):
+        status = requests.post(
+            f"{app}/feedback", data=_feedback(app), headers={"Content-Type": "application/json"}, timeout=10
+        ).status_code
+        if status == 429:
+            return
+        assert status == 200, status
+    pytest.fail("the spent set never filled")
+
+
+def warm_up(model_dir: Path, app: str) -> Iterator[tuple[bytes, int]]:
     """One request per (method, route, status) the code can record, with the status it must get."""
-    model = load(model_dir)
     json_ct = {"Content-Type": "application/json"}
-    good = {
-        "/predict": BODY,
-        "/feedback": json.dumps(
-            {"feedback": [{"predicted": model.class_names[0], "actual": model.class_names[0],
-                           "model_version": model.version}]}
-        ).encode(),
-    }  # fmt: skip
+    good = {"/predict": BODY, "/feedback": _feedback(app)}
     routes = {r.rule: set(r.methods) for r in create_app(model_dir, instrumented=False).url_map.iter_rules()}
     for method, rule, status in sorted(http_label_sets(routes)):
         verb = OTHER_EXAMPLE if method == metrics.OTHER_METHOD else method
         if rule != metrics.UNMATCHED_ROUTE and method == "POST":
+            if status == "429":
+                _fill_spent_set(app)  # answered 429 once it is full: that is the series
+                continue
             body, headers = {
                 "200": (good[rule], json_ct),
                 "400": (b"{", json_ct),
+                "409": (good[rule], json_ct),  # after the 200: the same receipt again
                 "413": (b" " * (MAX_BODY_BYTES + 1), json_ct),
                 "415": (good[rule], {"Content-Type": "text/plain"}),
             }[status]
@@ -197,11 +219,12 @@ def flood(rng: random.Random, model_dir: Path) -> Iterator[bytes]:
         yield build(rng.choice(methods), path, body, {k: v for k, v in headers.items() if k != "Content-Length"})
 
 
-def test_the_series_are_a_constant_of_the_code_reached_by_warm_up_and_kept_under_a_flood(server, model_dir):
+def test_the_series_are_a_constant_of_the_code_reached_by_warm_up_and_kept_under_a_flood(server_factory, model_dir):
+    server = server_factory(FEEDBACK_SPENT_MAX_MB=SPENT_MAX_MB)
     expected = expected_series(model_dir)
     assert set(samples(server.scrape())) <= expected, "the fresh server exposes a series the code cannot"
 
-    for request, status in warm_up(model_dir):
+    for request, status in warm_up(model_dir, server.app):
         assert raw(server.app, request) == status, request[:120]
     after_warm_up = set(samples(server.scrape()))
     assert after_warm_up == expected, {

@@ -63,7 +63,7 @@ class Fuzzed:
         assert kind == "application/json", (status, kind)
         answer = json.loads(payload)
         if status == 200:
-            assert set(answer) == {"predictions", "probabilities", "model_version"}
+            assert set(answer) == {"predictions", "probabilities", "model_version", "receipt"}
             assert all(math.isclose(sum(p), 1.0, abs_tol=1e-5) for p in answer["probabilities"])
             return
         reason = answer.get("error")

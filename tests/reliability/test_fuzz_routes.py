@@ -165,22 +165,24 @@ def predict_requests(features: list[str]) -> st.SearchStrategy:
     )
 
 
-def feedback_requests(version: str, classes: list[str]) -> st.SearchStrategy:
-    # Each field: a valid value, or any JSON value at all.
+def feedback_requests(receipts: list[str], classes: list[str]) -> st.SearchStrategy:
+    # Each field: a valid value (a receipt the server really issued, for 1 or 3 rows), or any JSON value at all.
+    # Receipts are drawn again and again: the first use of a row counts, the next ones are replays.
     valid = {
-        "predicted": st.sampled_from(classes),
+        "receipt": st.sampled_from(receipts),
+        "row": st.integers(0, 3),
         "actual": st.sampled_from(classes),
-        "model_version": st.just(version),
     }
     fields = {name: strategy | JSON_VALUES for name, strategy in valid.items()}
     item = st.one_of(
+        st.fixed_dictionaries({"receipt": valid["receipt"], "actual": valid["actual"]}),
         st.fixed_dictionaries(fields),
-        st.fixed_dictionaries(fields, optional={"receipt": JSON_VALUES, "extra": JSON_VALUES}),
-        st.dictionaries(st.sampled_from([*valid, "receipt"]) | TEXT, JSON_VALUES, max_size=6),
+        st.fixed_dictionaries(fields, optional={"predicted": JSON_VALUES, "model_version": JSON_VALUES}),
+        st.dictionaries(st.sampled_from([*valid, "predicted", "model_version"]) | TEXT, JSON_VALUES, max_size=6),
         JSON_VALUES,
     )
     feedback = st.lists(item, max_size=5) | st.integers(MAX_ROWS, MAX_ROWS + 1).map(
-        lambda n: [{"predicted": classes[0], "actual": classes[0], "model_version": version}] * n
+        lambda n: [{"receipt": receipts[0], "actual": classes[0]}] * n
     )
     envelopes = st.one_of(
         feedback.map(lambda v: {"feedback": v}),
@@ -188,7 +190,7 @@ def feedback_requests(version: str, classes: list[str]) -> st.SearchStrategy:
         st.builds(lambda v, k, x: {"feedback": v, k: x}, feedback, TEXT, JSON_VALUES),
         JSON_VALUES,
     )
-    duplicate = st.none() | st.none() | st.sampled_from(["feedback", "predicted"])
+    duplicate = st.none() | st.none() | st.sampled_from(["feedback", "receipt"])
     raw = st.none() | st.none() | st.none() | RAW_BODIES
     return st.builds(
         lambda value, dup, raw_body, kind: Request("POST", "/feedback", _encode(value, dup, raw_body), kind),
@@ -361,6 +363,11 @@ def _run(name: str, strategy: st.SearchStrategy, examples: int, send, scrape: Ca
     return seen
 
 
+def _receipts(predict: Callable[[dict], dict], width: int, count: int = 20) -> list[str]:
+    """Receipts the server issued: half for one row, half for three."""
+    return [predict({"instances": [[1.0] * width] * (1 + 2 * (i % 2))})["receipt"] for i in range(count)]
+
+
 def _registry() -> str:
     return generate_latest(REGISTRY).decode()
 
@@ -376,7 +383,10 @@ def test_predict_in_process(in_process):
 
 def test_feedback_in_process(in_process):
     _, client, model = in_process
-    strategy = feedback_requests(model.version, model.class_names)
+    strategy = feedback_requests(
+        _receipts(lambda body: client.post("/predict", json=body).get_json(), len(model.feature_names)),
+        model.class_names,
+    )
     seen = _run("feedback", strategy, IN_PROCESS["feedback"], _in_process_send(client), _registry)
     assert seen.statuses[("feedback", 200)] > 0 and len(seen.reasons) >= 8, seen
 
@@ -427,8 +437,13 @@ def test_predict_over_sockets(over_sockets):
 
 
 def test_feedback_over_sockets(over_sockets):
+    import requests
+
     app, scrape, model = over_sockets
-    strategy = feedback_requests(model.version, model.class_names)
+    strategy = feedback_requests(
+        _receipts(lambda body: requests.post(app + "/predict", json=body, timeout=10).json(), len(model.feature_names)),
+        model.class_names,
+    )
     _run("feedback", strategy, OVER_SOCKETS["feedback"], _socket_send(app), scrape)
 
 
