@@ -265,7 +265,7 @@ class Seen:
         assert set(answer) == {"error", "detail"}, answer
         assert answer["error"] in REFUSAL_CODES, (answer, request.describe())
         assert isinstance(answer["detail"], str) and answer["detail"], answer
-        if answer["error"] in INVALID_REASONS and status in (400, 413, 415):
+        if answer["error"] in INVALID_REASONS and status in (400, 409, 413, 415, 429):
             self.reasons[answer["error"]] += 1
 
 
