@@ -28,7 +28,7 @@ taken on a busy machine is not evidence. The per-round ratio spread says how muc
 Goals: >= 1.10x KServe's req/s at 1 row and rows/s at 256 rows, and a p99 no higher than KServe's at both.
 `--variant` adds this project under other gunicorn settings, e.g. `--variant sync="--worker-class sync"`
 (leading `VAR=value` words set the server's environment: `--variant t1="WEB_CONCURRENCY=1 --threads 8"`):
-that is how the worker model was chosen (README, Benchmarks).
+that is how the worker model was chosen (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What kube-prometheus-stack makes of helmfile.yaml's values, rendered by Helm itself.
 
 The chart, pinned in helmfile.yaml, is read from the reference data (`$SHARED_DIR/charts/kube-prometheus-stack`,
-default: shared/ next to the project; README "Reference data" says how to get it) and rendered with
+default: shared/ next to the project; docs/testing.md, "Reference data", says how to get it) and rendered with
 helm-python-sdk (Helm v4 as a library, no cluster, no helm binary) under the release name and namespace
 helmfile declares. The objects that decide whether this project's monitoring is wired (the Prometheus
 object's selectors and intervals, the Alertmanager configuration Secret, the Grafana sidecar and datasource)
@@ -108,7 +108,7 @@ def _parse(manifests: dict[str, str]) -> list[Obj]:
 
 def _render(directory: Path, helmfile: Path) -> tuple[list[Obj] | None, str]:
     if not (directory / "Chart.yaml").is_file():
-        return None, f"values fallback: no chart at {directory} (README: Reference data)"
+        return None, f"values fallback: no chart at {directory} (docs/testing.md: Reference data)"
     try:
         import helm_python  # noqa: F401
     except ImportError:

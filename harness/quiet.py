@@ -1,7 +1,7 @@
 """Is the machine quiet enough for a benchmark round to mean anything? The guard every benchmark shares.
 
-A comparison measured while other jobs run is not evidence: on this project's 2-CPU machine, one server's
-rounds met a busier machine than the other's and a 0.86x ratio read as 1.95x (README, Benchmarks). So every
+A comparison measured while other jobs run is not evidence: on 2 shared CPUs, one server's rounds can meet a
+busier machine than the other's, and a 0.86x ratio then reads as 1.95x (docs/benchmarks.md). So every
 round records `/proc/loadavg` before and after it, and the CPU that processes outside the benchmark used
 during it; a round that starts with the 1-minute load above `LOAD_LIMIT` is flagged, and any goal judged on
 flagged rounds is "not measured", never "met" or "NOT met".

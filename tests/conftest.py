@@ -25,7 +25,7 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
-# What the reference data must hold (README.md, "Reference data"): the pinned chart and the operator's CRDs.
+# What the reference data must hold (docs/testing.md, "Reference data"): the pinned chart and the operator's CRDs.
 REFERENCE_FILES = (chart.CHART_DIR / "Chart.yaml", Path("crds"))
 
 
@@ -37,7 +37,7 @@ def reference_data() -> tuple[Path, str | None]:
         return path, None
     return path, (
         f"reference data not found at {path} (no {', '.join(missing)}): set SHARED_DIR to a directory holding the "
-        "pinned kube-prometheus-stack chart and the operator's CRDs (README.md, Reference data)"
+        "pinned kube-prometheus-stack chart and the operator's CRDs (docs/testing.md, Reference data)"
     )
 
 

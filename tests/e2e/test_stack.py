@@ -194,7 +194,7 @@ def test_the_dashboard_is_served_by_grafana_or_one_line_says_how_to_get_it(stack
     if stack.grafana is None:
         assert stack.notes == [INSTALL_HINT]
         return
-    # Only where Grafana is installed (not on this project's build machines): anonymous, read-only, provisioned.
+    # Only where Grafana is installed (no distribution packages it): anonymous, read-only, provisioned.
     assert stack.notes == []
     base = stack.urls["grafana"]
     for uid in dashboards():

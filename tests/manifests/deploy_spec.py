@@ -25,7 +25,7 @@ KUBERNETES_VERSION = "1.32"
 SERVE_COMMAND = ["gunicorn", "-c", "app/gunicorn.conf.py", "app.wsgi:app"]
 # gunicorn's graceful_timeout when app/gunicorn.conf.py does not set a literal one (also gunicorn's default).
 GRACEFUL_TIMEOUT_DEFAULT = 30
-# The monitoring CRDs, checked against the operator's CRD schemas (reference data, README) instead of the
+# The monitoring CRDs, checked against the operator's CRD schemas (reference data, docs/testing.md) instead of the
 # Kubernetes schemas.
 CRD_KINDS = {"ServiceMonitor": "servicemonitors", "PodMonitor": "podmonitors", "PrometheusRule": "prometheusrules"}
 

@@ -99,5 +99,5 @@ def test_the_canary_deployment_validates_strictly(canary_objects: list[Obj]) -> 
 
 
 def test_rolling_back_deletes_exactly_the_canary_deployment() -> None:
-    # `kubectl delete -k canary/deployment` is the README's roll-back: it must name nothing but the canary.
+    # `kubectl delete -k canary/deployment` is docs/canary.md's roll-back: it must name nothing but the canary.
     assert [_key(o) for o in render(CANARY / "deployment")] == [("Deployment", CANARY_NAME)]
