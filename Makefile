@@ -2,19 +2,16 @@
 #   make demo   # the whole stack locally: app, Prometheus, Alertmanager, locust traffic (Ctrl-C stops it)
 #   make test   # every test: unit, manifests, rules, dashboard, end-to-end
 #
-# Ports: APP_PORT and METRICS_PORT (default: what manifests/deployment.yaml declares, 8000 and 9100),
-# PROMETHEUS_PORT (9090), ALERTMANAGER_PORT (9093), WEBHOOK_PORT (9095), GRAFANA_PORT (3000, used when Grafana
-# is installed: `grafana` / `grafana-server` on PATH, or GRAFANA_HOME). State: STATE_DIR (.state/).
+# Ports: APP_PORT and METRICS_PORT (default: what manifests/deployment.yaml declares), PROMETHEUS_PORT,
+# ALERTMANAGER_PORT, WEBHOOK_PORT, GRAFANA_PORT (defaults: declarations/ports.py; make passes on only what you
+# set). Grafana runs when it is installed (`grafana` / `grafana-server` on PATH, or GRAFANA_HOME).
+# State: STATE_DIR (.state/).
 # CANARY=1 (make up / make demo): run canary/ (stable pods plus a canary pod of another model) instead of manifests/.
 # make doctor DIR=canary: check another kustomization; LIVE=1: the cluster kubectl points at.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROMETHEUS_PORT ?= 9090
-ALERTMANAGER_PORT ?= 9093
-WEBHOOK_PORT ?= 9095
-GRAFANA_PORT ?= 3000
 STATE_DIR ?= .state
 # make doctor: the kustomization to check.
 DIR ?= manifests

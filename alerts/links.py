@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 import os
 from functools import cache
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RUNBOOK_URL = "http://127.0.0.1:9095/runbooks"
-DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
+from declarations import ports
+from declarations.paths import DASHBOARD
+
+DEFAULT_RUNBOOK_URL = f"http://127.0.0.1:{ports.WEBHOOK}/runbooks"
+DEFAULT_GRAFANA_URL = f"http://127.0.0.1:{ports.GRAFANA}"
 RUNBOOK_URL = os.environ.get("RUNBOOK_URL") or DEFAULT_RUNBOOK_URL
 GRAFANA_URL = (os.environ.get("GRAFANA_URL") or DEFAULT_GRAFANA_URL).rstrip("/")
-DASHBOARD = ROOT / "manifests" / "dashboards" / "wine-classifier.json"
 
 # The panel each alert's page should open on: the one that plots what the alert compares. The burn-rate
 # alerts fire for either SLO: their `slo` label chooses the panel.

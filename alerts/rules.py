@@ -9,9 +9,8 @@ from typing import Any
 import yaml
 
 from alerts import links
+from declarations.paths import MANIFESTS
 
-ROOT = Path(__file__).resolve().parent.parent
-MANIFESTS = ROOT / "manifests"
 # Both objects name the app and the release label the chart's Prometheus selects rules by.
 SERVICE = yaml.safe_load((MANIFESTS / "service.yaml").read_text())
 MONITOR = yaml.safe_load((MANIFESTS / "servicemonitor.yaml").read_text())

@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from declarations.paths import ROOT
 from harness.load import ROW
 from harness.quiet import LOAD_LIMIT, SETTLE_SECONDS, LoadGuard
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZES = (1, 256)
 
 

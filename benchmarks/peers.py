@@ -54,10 +54,10 @@ from pathlib import Path
 
 import numpy as np
 
+from declarations.paths import ROOT
 from harness.quiet import LOAD_LIMIT, SETTLE_SECONDS, LoadGuard
 from harness.server import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(os.environ.get("PEERS_DIR", ROOT / ".state" / "peers"))
 MODEL_NAME = "wine"
 WORKERS = 2

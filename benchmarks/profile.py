@@ -25,8 +25,9 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.peers import WRK_SCRIPT, sample_rows, tree
+from declarations.paths import ROOT
 from harness.quiet import loadavg
-from harness.server import ROOT, start_server
+from harness.server import start_server
 
 # (category, regular expression on "function (file:line)"), tried in this order on each frame, innermost first.
 CATEGORIES = [

@@ -51,11 +51,11 @@ from app.train import DRIFT_FEATURES, Dataset, synthetic, train, wine, write_art
 from declarations.durations import seconds
 from declarations.helm import chart_values
 from declarations.manifests import one, render, rule_groups
+from declarations.paths import DASHBOARD
 from declarations.scrape import scrape_configs
-from harness.server import ROOT, Server, free_port, start_server, wait_for
+from harness.server import Server, free_port, start_server, wait_for
 from offcluster.stack import find_binary
 
-DASHBOARD = ROOT / "manifests" / "dashboards" / "wine-classifier.json"
 DRIFT_PANEL = re.compile(r"\bPSI per feature\b")
 WINE_FEATURES = 13
 CUMULATIVE = {"counter", "histogram", "summary"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
@@ -14,9 +13,9 @@ from grafana_foundation_sdk.models import dashboard
 from alerts.links import RUNBOOK_URL
 from dashboard.panels import DATASOURCE, row
 from dashboard.rows import ROWS
+from declarations.paths import DASHBOARD
 
-ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "manifests" / "dashboards" / "wine-classifier.json"
+OUTPUT = DASHBOARD
 UID = "wine-classifier"
 TITLE = "Wine classifier"
 # The variables a panel query may use, and what `queries()` substitutes for them.

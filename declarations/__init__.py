@@ -1,4 +1,5 @@
-"""What the project declares, read the way the cluster reads it: the kustomize manifests (`manifests`), label
+"""What the project declares, read the way the cluster reads it: where its files are (`paths`), the local
+default ports (`ports`), the kustomize manifests (`manifests`), label
 selectors (`selectors`), the helmfile release and its values (`helm`), the kube-prometheus-stack render
 (`chart`), Prometheus durations (`durations`), service discovery's targets (`targets`) and the operator's
 scrape jobs (`scrape`).

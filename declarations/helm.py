@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
-from declarations.manifests import ROOT, RenderError
+from declarations.manifests import RenderError
+from declarations.paths import HELMFILE
 
-HELMFILE = ROOT / "helmfile.yaml"
+__all__ = ["CHART", "HELMFILE", "chart_values", "helm_merge", "release"]
 CHART = "kube-prometheus-stack"
 # Where the chart's defaults sit inside the reference data (`$SHARED_DIR`), for the chart and its Grafana subchart.
 CHART_VALUES = Path("charts") / CHART / "values.yaml"

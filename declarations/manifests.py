@@ -10,10 +10,9 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-MANIFESTS = ROOT / "manifests"
-# The canary overlay: manifests/ plus a canary Deployment (`kubectl apply -k canary`).
-CANARY = ROOT / "canary"
+from declarations.paths import CANARY, MANIFESTS, ROOT
+
+__all__ = ["CANARY", "MANIFESTS", "ROOT", "Obj", "RenderError", "of_kind", "one", "render", "rule_groups"]
 
 Obj = dict[str, Any]
 

@@ -39,7 +39,8 @@ from app.train import DRIFT_FEATURES
 from dashboard.promql import metric_names
 from declarations import chart
 from declarations.durations import seconds
-from declarations.manifests import ROOT, Obj, one, render, rule_groups
+from declarations.manifests import Obj, one, render, rule_groups
+from declarations.paths import ROOT
 from declarations.scrape import discovered_labels
 from detection.traffic import CLASSES, Sample, SeriesKey, Traffic, gauges, sample_minutes
 

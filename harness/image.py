@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from declarations.paths import ROOT
 from harness.processes import children
 from harness.server import free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 # Builds without an OCI runtime (`--isolation chroot`) and without a CNI network (`--network host`), so they
 # work in unprivileged sandboxes too; the base image must already be local (see `ensure_base`).

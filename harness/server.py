@@ -16,7 +16,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
+from declarations.paths import ROOT
+
 GUNICORN = [str(Path(sys.executable).with_name("gunicorn")), "-c", "app/gunicorn.conf.py", "app.wsgi:app"]
 
 

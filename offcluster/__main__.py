@@ -22,29 +22,32 @@ import signal
 import sys
 from pathlib import Path
 
-from declarations.manifests import CANARY, MANIFESTS, ROOT, RenderError
+from declarations import ports
+from declarations.manifests import RenderError
+from declarations.paths import CANARY, MANIFESTS, ROOT
 from offcluster.config import Ports
 from offcluster.demo import run_demo
 from offcluster.stack import Stack, StackError
 
 
-def _port(name: str, default: int | None) -> int | None:
+def _port(name: str) -> int | None:
+    """APP_PORT and METRICS_PORT: unset, what the Deployment declares."""
     value = os.environ.get(name)
-    return int(value) if value else default
+    return int(value) if value else None
 
 
 def stack_from_env() -> Stack:
-    ports = Ports(
-        app=_port("APP_PORT", None),
-        metrics=_port("METRICS_PORT", None),
-        prometheus=_port("PROMETHEUS_PORT", 9090) or 9090,
-        alertmanager=_port("ALERTMANAGER_PORT", 9093) or 9093,
-        webhook=_port("WEBHOOK_PORT", 9095) or 9095,
-        grafana=_port("GRAFANA_PORT", 3000) or 3000,
+    local = Ports(
+        app=_port("APP_PORT"),
+        metrics=_port("METRICS_PORT"),
+        prometheus=ports.from_env("PROMETHEUS_PORT"),
+        alertmanager=ports.from_env("ALERTMANAGER_PORT"),
+        webhook=ports.from_env("WEBHOOK_PORT"),
+        grafana=ports.from_env("GRAFANA_PORT"),
     )
     return Stack(
         Path(os.environ.get("STATE_DIR", ROOT / ".state")),
-        ports,
+        local,
         scrape_interval=os.environ.get("SCRAPE_INTERVAL") or None,
         evaluation_interval=os.environ.get("EVALUATION_INTERVAL") or None,
         workers=int(os.environ.get("WEB_CONCURRENCY", "2")),

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from alerts.links import DEFAULT_GRAFANA_URL, DEFAULT_RUNBOOK_URL
-from declarations import chart
+from declarations import chart, ports
 from declarations.durations import seconds
 from declarations.helm import HELMFILE
 from declarations.manifests import Obj, RenderError, rule_groups
@@ -34,10 +34,10 @@ class Ports:
 
     app: int | None = None
     metrics: int | None = None
-    prometheus: int = 9090
-    alertmanager: int = 9093
-    webhook: int = 9095
-    grafana: int = 3000
+    prometheus: int = ports.PROMETHEUS
+    alertmanager: int = ports.ALERTMANAGER
+    webhook: int = ports.WEBHOOK
+    grafana: int = ports.GRAFANA
 
 
 def app_container(objects: list[Obj]) -> Obj:

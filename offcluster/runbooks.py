@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import markdown
-
-RUNBOOKS = Path(__file__).resolve().parent.parent / "docs" / "runbooks.md"
 
 
 def github_anchor(heading: str, separator: str = "-") -> str:

@@ -1,6 +1,6 @@
 """A webhook receiver standing in for the real receivers: appends every Alertmanager notification to a file.
 
-    python -m offcluster.webhook --port 9095 --out .state/alerts.jsonl
+    python -m offcluster.webhook [--port PORT] --out .state/alerts.jsonl
 
 Each line is `{"receiver": <path>, "payload": <Alertmanager's JSON>}`; the path says which receiver the
 route chose. `GET /runbooks` answers docs/runbooks.md as HTML, each heading with the anchor GitHub gives it:
@@ -15,7 +15,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from offcluster.runbooks import RUNBOOKS, html
+from declarations import ports
+from declarations.paths import RUNBOOKS
+from offcluster.runbooks import html
 
 MAX_BODY = 1024 * 1024
 
@@ -63,7 +65,7 @@ def serve(host: str, port: int, out: Path) -> ThreadingHTTPServer:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9095)
+    parser.add_argument("--port", type=int, default=ports.WEBHOOK)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)

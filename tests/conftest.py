@@ -15,8 +15,6 @@ from declarations import chart
 from harness.server import Server, start_server
 from tests.availability import unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _binary(name: str, package: str) -> str:
     path = shutil.which(name)

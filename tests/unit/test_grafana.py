@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from declarations import chart
+from declarations import chart, ports
 from declarations.helm import CHART_VALUES, GRAFANA_CHART_VALUES, chart_values, helm_merge
 from declarations.manifests import MANIFESTS, ROOT
 from offcluster import grafana
@@ -175,10 +175,14 @@ def test_without_grafana_one_line_says_how_to_get_it(tmp_path, monkeypatch):
 
 def test_grafana_port_comes_from_the_environment_and_the_makefile(monkeypatch):
     monkeypatch.delenv("GRAFANA_PORT", raising=False)
-    assert stack_from_env().ports.grafana == 3000
+    assert stack_from_env().ports.grafana == ports.GRAFANA == 3000
+    # `make` exports the variable empty when the user sets none: the default still applies.
+    monkeypatch.setenv("GRAFANA_PORT", "")
+    assert stack_from_env().ports.grafana == ports.GRAFANA
     monkeypatch.setenv("GRAFANA_PORT", "3123")
     assert stack_from_env().ports.grafana == 3123
     makefile = (ROOT / "Makefile").read_text()
-    assert "\nGRAFANA_PORT ?= 3000\n" in makefile
+    # The default is stated once, in declarations/ports.py: the Makefile passes on only what the user set.
+    assert "GRAFANA_PORT ?=" not in makefile and "GRAFANA_PORT :=" not in makefile
     exported = next(line for line in makefile.splitlines() if line.startswith("export APP_PORT"))
     assert "GRAFANA_PORT" in exported.split()

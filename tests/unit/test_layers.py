@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from declarations.paths import ROOT
 
 FLOORS: dict[str, int] = {
     # The model server (the only thing the image runs) and the declarations read as the cluster reads them.

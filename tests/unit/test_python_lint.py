@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from declarations.paths import ROOT
+
 RUFF = Path(sys.executable).with_name("ruff")
 
 
