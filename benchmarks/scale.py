@@ -45,7 +45,6 @@ from pathlib import Path
 import numpy as np
 import requests
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.train import DRIFT_FEATURES, Dataset, synthetic, train, wine, write_artefact
 from declarations.durations import seconds
@@ -53,6 +52,7 @@ from declarations.helm import chart_values
 from declarations.manifests import one, render, rule_groups
 from declarations.paths import DASHBOARD
 from declarations.scrape import scrape_configs
+from harness.exposition import by_name
 from harness.server import Server, free_port, start_server, wait_for
 from offcluster.stack import find_binary
 
@@ -268,11 +268,7 @@ def query(url: str, expr: str) -> list[dict]:
 
 def own_metrics(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Prometheus's own /metrics, by sample name."""
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=10).text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return samples
+    return by_name(requests.get(f"{url}/metrics", timeout=10).text)
 
 
 def rss_bytes(pid: int) -> int:

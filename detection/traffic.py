@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_wine
 
 from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_PREDICTIONS_TOTAL, MODEL_REFERENCE_FEATURE_BIN_RATIO
+from harness.exposition import SampleKey, typed_samples
 
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+SeriesKey = SampleKey
 Sample = dict[SeriesKey, float]
 
 _WINE = load_wine()
@@ -70,9 +70,10 @@ def gauges(url: str) -> set[str]:
 
 
 def _read(url: str) -> tuple[Sample, set[str]]:
-    families = list(text_string_to_metric_families(requests.get(url, timeout=10).text))
-    sample = {(s.name, tuple(sorted(s.labels.items()))): float(s.value) for f in families for s in f.samples}
-    return sample, {s.name for f in families if f.type == "gauge" for s in f.samples}
+    typed = typed_samples(requests.get(url, timeout=10).text)
+    return {key: value for key, (_, value) in typed.items()}, {
+        key[0] for key, (kind, _) in typed.items() if kind == "gauge"
+    }
 
 
 def _total(sample: Sample, name: str) -> float:

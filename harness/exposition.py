@@ -18,13 +18,17 @@ SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 MONOTONIC_TYPES = {"counter", "histogram"}
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(text: str) -> dict[SampleKey, float]:
     """{(sample name, sorted labels): value} for every sample in the exposition."""
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return {key: value for key, (_, value) in typed_samples(text).items()}
+
+
+def by_name(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """{sample name: [(labels, value), ...]} for every sample in the exposition."""
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for (name, labels), value in samples(text).items():
+        found.setdefault(name, []).append((dict(labels), value))
+    return found
 
 
 def total(text: str, name: str, **labels: str) -> float:
@@ -42,9 +46,9 @@ def predict_200s(text: str) -> float:
 
 
 def typed_samples(text: str) -> dict[SampleKey, tuple[str, float]]:
-    """{(sample name, sorted labels): (family type, value)} for every sample of an exposition."""
+    """{(sample name, sorted labels): (family type, value)} for every sample of an exposition: the one parser."""
     return {
-        (s.name, tuple(sorted(s.labels.items()))): (family.type, s.value)
+        (s.name, tuple(sorted(s.labels.items()))): (family.type, float(s.value))
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }

@@ -6,20 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.rules import JOB, NAMESPACE
 from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_REFERENCE_FEATURE_BIN_RATIO
 from app.model import METADATA_FILE, load
 from app.train import DRIFT_FEATURES, importances, main, synthetic
 from declarations.manifests import RenderError, render, rule_groups
+from harness.exposition import by_name
 from tests.availability import unavailable
 
 FEATURES = 500
@@ -70,20 +69,12 @@ def test_drift_features_is_configurable_and_a_narrow_model_keeps_every_feature(t
     assert len(few["reference"]["features"]) == 7 and few["drift_features"]["monitored"] == 7
 
 
-def _exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    samples: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[sample.name].append((sample.labels, sample.value))
-    return samples
-
-
 def _settled(server, rows: int, features: int, timeout: float = 10.0) -> dict:
     """The exposition once every accepted row's values reached the bin counters (they are flushed each second)."""
     deadline = time.monotonic() + timeout
     while True:
-        samples = _exposition(server.scrape())
-        counted = sum(v for _, v in samples[MODEL_INPUT_FEATURE_BIN_TOTAL])
+        samples = by_name(server.scrape())
+        counted = sum(v for _, v in samples.get(MODEL_INPUT_FEATURE_BIN_TOTAL, []))
         if counted == rows * features or time.monotonic() > deadline:
             return samples
         time.sleep(0.1)
