@@ -22,6 +22,7 @@ import json
 import os
 from functools import cache
 
+from alerts import panels
 from declarations import ports
 from declarations.paths import DASHBOARD
 
@@ -32,26 +33,22 @@ GRAFANA_URL = (os.environ.get("GRAFANA_URL") or DEFAULT_GRAFANA_URL).rstrip("/")
 
 # The panel each alert's page should open on: the one that plots what the alert compares. The burn-rate
 # alerts fire for either SLO: their `slo` label chooses the panel.
-SLO_PANELS = {
-    "availability": "Availability SLO: error budget burn rate",
-    "latency": "Latency SLO: error budget burn rate",
-}
 PANELS: dict[str, str | dict[str, str]] = {
-    "WineClassifierErrorBudgetBurnFast": SLO_PANELS,
-    "WineClassifierErrorBudgetBurnSlow": SLO_PANELS,
-    "WineClassifierDown": "Requests per second by route and status",
-    "WineClassifierTargetDown": "Requests in flight per pod",
-    "WineClassifierHttp5xxRatioHigh": "5xx error ratio by route (5m)",
-    "WineClassifierLatencyP95High": "Request latency p50 / p95 / p99 by route",
-    "WineClassifierInvalidInputRatioHigh": "Invalid inputs by reason",
-    "WineClassifierInputFeatureBroken": "PSI per feature, now",
-    "WineClassifierInputDriftHigh": "Input drift: PSI per feature (last 10 minutes)",
-    "WineClassifierInputDriftModerate": "Input drift: PSI per feature (last 10 minutes)",
-    "WineClassifierPredictionDrift": "Class share (last hour) vs training prior",
-    "WineClassifierConfidenceLow": "Mean prediction confidence (last hour)",
-    "WineClassifierModelVersionMismatch": "Model version per pod",
-    "WineClassifierAccuracyLow": "Live accuracy (last hour) vs training accuracy",
-    "WineClassifierCanaryWorse": "Live accuracy by track (last 30m)",
+    "WineClassifierErrorBudgetBurnFast": panels.BURN_RATE,
+    "WineClassifierErrorBudgetBurnSlow": panels.BURN_RATE,
+    "WineClassifierDown": panels.REQUESTS,
+    "WineClassifierTargetDown": panels.IN_FLIGHT,
+    "WineClassifierHttp5xxRatioHigh": panels.ERROR_RATIO,
+    "WineClassifierLatencyP95High": panels.LATENCY,
+    "WineClassifierInvalidInputRatioHigh": panels.INVALID_INPUTS,
+    "WineClassifierInputFeatureBroken": panels.PSI_NOW,
+    "WineClassifierInputDriftHigh": panels.PSI_WINDOW,
+    "WineClassifierInputDriftModerate": panels.PSI_WINDOW,
+    "WineClassifierPredictionDrift": panels.CLASS_SHARE,
+    "WineClassifierConfidenceLow": panels.CONFIDENCE,
+    "WineClassifierModelVersionMismatch": panels.MODEL_VERSION,
+    "WineClassifierAccuracyLow": panels.ACCURACY,
+    "WineClassifierCanaryWorse": panels.CANARY_ACCURACY,
 }
 
 

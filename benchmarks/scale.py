@@ -27,7 +27,6 @@ import argparse
 import http.server
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -46,6 +45,7 @@ import numpy as np
 import requests
 import yaml
 
+from alerts import panels
 from app.train import DRIFT_FEATURES, Dataset, synthetic, train, wine, write_artefact
 from declarations.durations import seconds
 from declarations.helm import chart_values
@@ -56,7 +56,6 @@ from harness.exposition import by_name
 from harness.server import Server, free_port, start_server, wait_for
 from offcluster.stack import find_binary
 
-DRIFT_PANEL = re.compile(r"\bPSI per feature\b")
 WINE_FEATURES = 13
 CUMULATIVE = {"counter", "histogram", "summary"}
 TRAFFIC_ROWS = 8  # rows per /predict of the background traffic
@@ -279,17 +278,17 @@ def rss_bytes(pid: int) -> int:
 
 
 def drift_panel_expr(variables: dict[str, str]) -> str:
-    """The expression of the dashboard's drift panel (PSI per feature, now), its template variables filled."""
+    """The expression of the dashboard's drift panel (`alerts.panels.PSI_NOW`), its template variables filled."""
     dashboard = json.loads(DASHBOARD.read_text())
 
-    def panels(items: list[dict]) -> Iterator[dict]:
+    def nested(items: list[dict]) -> Iterator[dict]:
         for panel in items:
             yield panel
-            yield from panels(panel.get("panels", []))
+            yield from nested(panel.get("panels", []))
 
-    found = [p for p in panels(dashboard["panels"]) if DRIFT_PANEL.search(p.get("title", "")) and "now" in p["title"]]
+    found = [p for p in nested(dashboard["panels"]) if p.get("title") == panels.PSI_NOW]
     if len(found) != 1:
-        raise RuntimeError(f"expected one drift panel 'PSI per feature, now' in {DASHBOARD}, found {len(found)}")
+        raise RuntimeError(f"expected one panel {panels.PSI_NOW!r} in {DASHBOARD}, found {len(found)}")
     expr = found[0]["targets"][0]["expr"]
     for name, value in variables.items():
         expr = expr.replace(f"${name}", value)

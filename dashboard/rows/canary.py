@@ -7,6 +7,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.models import units
 
+from alerts import panels
 from alerts import thresholds as t
 
 # Recorded by manifests/prometheusrule-canary.yaml: the names come from the module that generates it.
@@ -34,7 +35,7 @@ def version_table() -> table.Panel:
 
 def accuracy_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        f"Live accuracy by track (last {W})",
+        panels.CANARY_ACCURACY,
         "Share of each track's predictions that feedback confirmed as right. Dashed: "
         f"{t.CANARY_ACCURACY_DROP:.0%} below stable's, where the canary alert's accuracy branch starts. " + GATE,
         units.PercentUnit,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import bargauge, stat, timeseries
 from grafana_foundation_sdk.models import units
 
-from alerts import thresholds
+from alerts import panels, thresholds
 from alerts.drift import PSI as FEATURE_PSI
 from dashboard.panels import bar_gauge_panel, hourly_count_stat, queries, selector, timeseries_panel
 
@@ -30,7 +30,7 @@ PSI_HELP = (
 
 def psi_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        f"Input drift: PSI per feature (last {PSI_WINDOW})",
+        panels.PSI_WINDOW,
         PSI_HELP + " Dashed: the two thresholds.",
         units.NoUnit,
         queries((selector(FEATURE_PSI), "{{feature}}")),
@@ -42,7 +42,7 @@ def psi_timeseries() -> timeseries.Panel:
 
 def psi_now_bar_gauge() -> bargauge.Panel:
     return bar_gauge_panel(
-        "PSI per feature, now",
+        panels.PSI_NOW,
         PSI_HELP,
         units.NoUnit,
         queries((f"sort_desc({selector(FEATURE_PSI)})", "{{feature}}")),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import heatmap, table, timeseries
 from grafana_foundation_sdk.models import units
 
-from alerts import thresholds
+from alerts import panels, thresholds
 from app.metrics import (
     MODEL_BATCH_ROWS,
     MODEL_INFERENCE_DURATION_SECONDS,
@@ -50,7 +50,7 @@ def predictions_per_second_timeseries() -> timeseries.Panel:
 
 def class_share_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "Class share (last hour) vs training prior",
+        panels.CLASS_SHARE,
         "Solid: share of rows predicted as each class over the last hour (what the prediction-drift alert "
         "compares). Dashed: the class's share in the training labels.",
         units.PercentUnit,
@@ -80,7 +80,7 @@ def confidence_heatmap() -> heatmap.Panel:
 
 def mean_confidence_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "Mean prediction confidence (last hour)",
+        panels.CONFIDENCE,
         f"Average probability of the predicted class. Dashed: the {CONFIDENCE_ALERT:.0%} alert threshold.",
         units.PercentUnit,
         queries((selector(MEAN_CONFIDENCE), "mean confidence")),
@@ -118,7 +118,7 @@ def batch_size_timeseries() -> timeseries.Panel:
 
 def invalid_inputs_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "Invalid inputs by reason",
+        panels.INVALID_INPUTS,
         "Request bodies refused with a 4xx, by the check that failed. Every reason is exported from the "
         "start, so a flat 0 means no refusals, not missing data.",
         units.RequestsPerSecond,
@@ -130,7 +130,7 @@ def invalid_inputs_timeseries() -> timeseries.Panel:
 
 def model_version_table() -> table.Panel:
     return table_panel(
-        "Model version per pod",
+        panels.MODEL_VERSION,
         "The model each pod serves. More than one version for long means a stuck rollout.",
         queries((f"max by (pod, model_name, model_version) ({selector(MODEL_INFO)})", "{{pod}}")),
         hidden_columns=("Time", "Value"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models import units
 
-from alerts import thresholds
+from alerts import panels, thresholds
 from app.metrics import MODEL_FEEDBACK_TOTAL
 from dashboard.panels import (
     ITEMS_PER_SECOND_UNIT,
@@ -36,7 +36,7 @@ GATE = (
 
 def accuracy_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "Live accuracy (last hour) vs training accuracy",
+        panels.ACCURACY,
         "Solid: share of the predictions that got feedback in the last hour whose reported class was the "
         "predicted one. Dashed: the model's accuracy on its held-out test split at training time, and "
         f"the alert line {ACCURACY_ALERT_DROP:.0%} below it. " + GATE,

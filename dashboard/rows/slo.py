@@ -5,7 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.models import units
 
-from alerts import thresholds
+from alerts import panels, thresholds
 from dashboard.panels import MULTIPLE_UNIT, queries, selector, stat_panel, timeseries_panel
 
 TITLE = "SLO"
@@ -22,7 +22,7 @@ FAST_BURN, MEDIUM_BURN = (burn.factor for burn in thresholds.PAGE_BURNS)
 
 def _burn_rate(slo: str) -> timeseries.Panel:
     return timeseries_panel(
-        f"{slo.capitalize()} SLO: error budget burn rate",
+        panels.BURN_RATE[slo],
         "Burn rate per window: 1 spends the 30-day budget in exactly 30 days. Dashed: the alert thresholds "
         f"({TICKET_BURN} over 3d and 6h opens a ticket; {MEDIUM_BURN} over 6h and 30m, or {FAST_BURN} over 1h "
         "and 5m, pages).",

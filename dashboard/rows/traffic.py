@@ -5,7 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.models import units
 
-from alerts import thresholds
+from alerts import panels, thresholds
 from app.metrics import (
     HTTP_REQUEST_DURATION_SECONDS,
     HTTP_REQUESTS_IN_FLIGHT,
@@ -27,7 +27,7 @@ P95_ALERT_SECONDS = thresholds.P95_SECONDS
 
 def requests_per_second_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "Requests per second by route and status",
+        panels.REQUESTS,
         "Answered HTTP requests, summed over pods. `unmatched` collects requests for unknown paths.",
         units.RequestsPerSecond,
         queries(
@@ -42,7 +42,7 @@ def requests_per_second_timeseries() -> timeseries.Panel:
 
 def error_ratio_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "5xx error ratio by route (5m)",
+        panels.ERROR_RATIO,
         f"Share of answers that were 5xx, per route. Dashed: the {ERROR_RATIO_ALERT:.0%} alert threshold.",
         units.PercentUnit,
         queries((selector(ROUTE_5XX_RATIO), "{{route}}")),
@@ -52,7 +52,7 @@ def error_ratio_timeseries() -> timeseries.Panel:
 
 def latency_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "Request latency p50 / p95 / p99 by route",
+        panels.LATENCY,
         f"From the request histogram, summed over pods. Dashed: the latency SLO threshold "
         f"({LATENCY_SLO_SECONDS}s) and the p95 alert ({P95_ALERT_SECONDS}s).",
         units.Seconds,
@@ -64,7 +64,7 @@ def latency_timeseries() -> timeseries.Panel:
 
 def in_flight_timeseries() -> timeseries.Panel:
     return timeseries_panel(
-        "Requests in flight per pod",
+        panels.IN_FLIGHT,
         "Requests being handled right now, summed over each pod's workers.",
         units.Short,
         queries((f"sum by (pod) ({selector(HTTP_REQUESTS_IN_FLIGHT)})", "{{pod}}")),
