@@ -29,7 +29,8 @@ import yaml
 from declarations import chart
 from declarations.manifests import MANIFESTS, RenderError, render
 from doctor.discovery import Obj, ref, show_selector
-from doctor.walk import Cluster, Report, diagnose
+from doctor.report import Cluster, Report
+from doctor.walk import diagnose
 
 # What `--live` asks the cluster for, in one `kubectl get` (the kinds every hop reads).
 LIVE_KINDS = (

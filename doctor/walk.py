@@ -9,85 +9,14 @@ with nothing to hand on ends the walk there. The rule of each hop lives in docto
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from declarations import chart
 from declarations.selectors import selector_matches, service_selects
 from doctor import discovery as d
 from doctor.discovery import Obj, PodView, Verdict, ref, show_labels, show_selector
-
-# The label every EndpointSlice carries naming its Service.
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-
-
-@dataclass(frozen=True)
-class Hop:
-    key: str  # stable name of the hop, e.g. "port"
-    ok: bool
-    text: str
-    fix: str = ""
-
-    def line(self) -> str:
-        mark = "ok    " if self.ok else "BROKEN"
-        return f"  {mark} {self.key:<20} {self.text}" + (f". Fix: {self.fix}." if self.fix else "")
-
-
-@dataclass
-class Report:
-    subject: str
-    hops: list[Hop] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(h.ok for h in self.hops)
-
-    def add(self, key: str, verdict: Verdict) -> bool:
-        self.hops.append(Hop(key, verdict.ok, verdict.why, verdict.fix))
-        return verdict.ok
-
-
-@dataclass
-class Cluster:
-    """Everything a walk reads: the objects, the Prometheus object(s), the Grafana sidecar's selection."""
-
-    objects: list[Obj]
-    prometheuses: list[Obj]
-    sidecar: dict[str, Any] | None
-    live: bool
-    origin: str
-
-    def __post_init__(self) -> None:
-        self.pods = d.pod_views(self.objects, self.live)
-        self.policies = self.of_kind("NetworkPolicy")
-
-    def of_kind(self, kind: str) -> list[Obj]:
-        return [o for o in self.objects if o.get("kind") == kind]
-
-    def ns_labels(self, namespace: str) -> dict[str, str]:
-        return d.namespace_labels(namespace, self.objects)
-
-    def prometheus_pod_labels(self, prometheus: Obj) -> dict[str, str]:
-        """Live, the labels its pods really carry; offline, those the operator gives them."""
-        name, namespace = prometheus["metadata"]["name"], prometheus["metadata"].get("namespace")
-        for pod in self.of_kind("Pod"):
-            labels = pod["metadata"].get("labels") or {}
-            if pod["metadata"].get("namespace") == namespace and labels.get("operator.prometheus.io/name") == name:
-                return dict(labels)
-        return chart.prometheus_pod_labels(prometheus)
-
-
-@dataclass(frozen=True)
-class Target:
-    """One pod port an endpoint reaches: through a Service port, in a set of pods, on a container's port."""
-
-    service: Obj
-    service_port: Obj
-    pod: PodView
-    container: Obj
-    port: Obj
-
+from doctor.reachability import endpoint_slices, network_policy, readiness
+from doctor.report import SERVICE_NAME_LABEL, Cluster, Report, Target, show_port, show_views, target_port
 
 # ---- ServiceMonitor ----------------------------------------------------------------------------------------
 
@@ -142,10 +71,10 @@ def walk_endpoint(cluster: Cluster, monitor: Obj, index: int, endpoint: Obj) -> 
     chains = _pods(report, cluster, [(s, p) for s, p in ports if (s.get("spec") or {}).get("selector")])
     targets = _target_ports(report, chains) if chains else []
     if targets:
-        _readiness(report, cluster, targets)
+        readiness(report, cluster, targets)
         if cluster.live:
-            _endpoint_slices(report, cluster, ports)
-        _network_policy(report, cluster, prometheuses, [(t.pod, t.port) for t in targets])
+            endpoint_slices(report, cluster, ports)
+        network_policy(report, cluster, prometheuses, [(t.pod, t.port) for t in targets])
     return report
 
 
@@ -186,12 +115,14 @@ def _service_ports(report: Report, services: list[Obj], index: int, endpoint: Ob
     for service in services:
         for port in (service.get("spec") or {}).get("ports") or []:
             by_name = "port" in endpoint and port.get("name") == endpoint["port"]
-            by_target = "port" not in endpoint and "targetPort" in endpoint and _target(port) == endpoint["targetPort"]
+            by_target = (
+                "port" not in endpoint and "targetPort" in endpoint and target_port(port) == endpoint["targetPort"]
+            )
             if by_name or by_target:
                 ports.append((service, port))
     if not ports:
         have = ", ".join(
-            f"{p.get('name') or '<unnamed>'}→{_target(p)}" for s in services for p in s["spec"].get("ports") or []
+            f"{p.get('name') or '<unnamed>'}→{target_port(p)}" for s in services for p in s["spec"].get("ports") or []
         )
         field_name = "port" if "port" in endpoint else "targetPort" if "targetPort" in endpoint else None
         all_ports = [p for s in services for p in s["spec"].get("ports") or []]
@@ -222,7 +153,7 @@ def _service_ports(report: Report, services: list[Obj], index: int, endpoint: Ob
         Verdict(
             True,
             f"endpoints[{index}] {named!r} is "
-            + ", ".join(f"{ref(s)} port {p.get('name')} ({p.get('port')}→{_target(p)})" for s, p in ports),
+            + ", ".join(f"{ref(s)} port {p.get('name')} ({p.get('port')}→{target_port(p)})" for s, p in ports),
         ),
     )
     return ports
@@ -241,7 +172,7 @@ def _selectorless(report: Report, cluster: Cluster, ports: list[tuple[Obj, Obj]]
                 "endpoints, so there are no pods to match",
             ),
         )
-        _endpoint_slices(report, cluster, ports)
+        endpoint_slices(report, cluster, ports)
         return
     # Offline, only the manifests themselves could fill it.
     name, namespace = service["metadata"]["name"], service["metadata"].get("namespace", "default")
@@ -287,7 +218,7 @@ def _pods(report: Report, cluster: Cluster, ports: list[tuple[Obj, Obj]]) -> lis
         Verdict(
             True,
             f"{ref(chains[0][0])} spec.selector {show_labels(chains[0][0]['spec']['selector'])} "
-            "matches " + _views(c[2] for c in chains),
+            "matches " + show_views(c[2] for c in chains),
         ),
     )
     return chains
@@ -298,12 +229,12 @@ def _target_ports(report: Report, chains: list[tuple[Obj, Obj, PodView]]) -> lis
     reached: list[Target] = []
     undeclared = False
     for service, port, pod in chains:
-        found = d.container_port(pod, _target(port))
+        found = d.container_port(pod, target_port(port))
         if found:
             reached.append(Target(service, port, pod, *found))
-        elif isinstance(_target(port), int) and pod.containers:
+        elif isinstance(target_port(port), int) and pod.containers:
             # A number reaches the pod whether or not a container declares it; only a name must resolve.
-            reached.append(Target(service, port, pod, pod.containers[0], {"containerPort": _target(port)}))
+            reached.append(Target(service, port, pod, pod.containers[0], {"containerPort": target_port(port)}))
             undeclared = True
     if not reached:
         _, port, pod = chains[0]
@@ -316,7 +247,7 @@ def _target_ports(report: Report, chains: list[tuple[Obj, Obj, PodView]]) -> lis
             "target-port",
             Verdict(
                 False,
-                f"targetPort {_target(port)!r} of port {port.get('name')} is no container port of {pod.source} "
+                f"targetPort {target_port(port)!r} of port {port.get('name')} is no container port of {pod.source} "
                 f"(container ports: {declared or 'none'})",
                 f"set targetPort of the Service port {port.get('name')} to the name of the container port that serves "
                 "/metrics",
@@ -329,7 +260,7 @@ def _target_ports(report: Report, chains: list[tuple[Obj, Obj, PodView]]) -> lis
             "target-port",
             Verdict(
                 True,
-                f"targetPort {_target(first.service_port)} is declared by no "
+                f"targetPort {target_port(first.service_port)} is declared by no "
                 "container: traffic still reaches it, but the target gets no "
                 "`container` label (name the container port to get one)",
             ),
@@ -339,8 +270,8 @@ def _target_ports(report: Report, chains: list[tuple[Obj, Obj, PodView]]) -> lis
         "target-port",
         Verdict(
             True,
-            f"targetPort {_target(first.service_port)!r} is container "
-            f"{first.container['name']} port {_show_port(first.port)} in " + _views(t.pod for t in reached),
+            f"targetPort {target_port(first.service_port)!r} is container "
+            f"{first.container['name']} port {show_port(first.port)} in " + show_views(t.pod for t in reached),
         ),
     )
     return reached
@@ -367,7 +298,8 @@ def walk_pod_monitor(cluster: Cluster, monitor: Obj) -> list[Report]:
             "pods",
             Verdict(
                 bool(pods),
-                f"spec.selector {show_selector(selector)} in {where} matches " + (_views(pods) if pods else "no pods"),
+                f"spec.selector {show_selector(selector)} in {where} matches "
+                + (show_views(pods) if pods else "no pods"),
                 "" if pods else f"make spec.selector of {ref(monitor)} match the pod template's metadata.labels",
             ),
         ):
@@ -389,9 +321,9 @@ def walk_pod_monitor(cluster: Cluster, monitor: Obj) -> list[Report]:
                 bool(found),
                 f"podMetricsEndpoints[{index}] {named!r} is "
                 + (
-                    f"container {found[0][1]['name']} port {_show_port(found[0][2])}"
+                    f"container {found[0][1]['name']} port {show_port(found[0][2])}"
                     if found
-                    else "no container port of " + _views(pods)
+                    else "no container port of " + show_views(pods)
                 ),
                 ""
                 if found
@@ -399,7 +331,7 @@ def walk_pod_monitor(cluster: Cluster, monitor: Obj) -> list[Report]:
             ),
         ):
             continue
-        _network_policy(report, cluster, prometheuses, [(p, cport) for p, _, cport in found])
+        network_policy(report, cluster, prometheuses, [(p, cport) for p, _, cport in found])
     return reports
 
 
@@ -421,158 +353,6 @@ def walk_dashboard(cluster: Cluster, configmap: Obj) -> Report:
     else:
         report.add("sidecar", d.sidecar_sees(cluster.sidecar, configmap))
     return report
-
-
-def _readiness(report: Report, cluster: Cluster, targets: list[Target]) -> None:
-    """Endpoints list a pod only once it is ready; without a readiness probe it is "ready" before it answers."""
-    probed = [t for t in targets if t.container.get("readinessProbe")]
-    if not probed:
-        pod, container = targets[0].pod, targets[0].container
-        report.add(
-            "readiness-probe",
-            Verdict(
-                False,
-                f"container {container['name']} of {pod.source} has no readinessProbe: the pod joins the "
-                "Endpoints before it can answer, and a wedged one never leaves them",
-                f"add a readinessProbe to container {container['name']} (an HTTP GET answered once it can serve)",
-            ),
-        )
-        return
-    container = probed[0].container
-    probe = container["readinessProbe"]
-    how = (
-        f"httpGet {probe['httpGet'].get('path', '/')} on {probe['httpGet'].get('port')}"
-        if "httpGet" in probe
-        else ", ".join(k for k in ("tcpSocket", "exec", "grpc") if k in probe) or "a probe"
-    )
-    report.add("readiness-probe", Verdict(True, f"container {container['name']} has a readinessProbe ({how})"))
-    if cluster.live:
-        pods = {t.pod.source: t.pod for t in targets}
-        ready = [p for p in pods.values() if p.ready]
-        report.add(
-            "pods-ready",
-            Verdict(
-                bool(ready),
-                f"{len(ready)}/{len(pods)} pods ready"
-                + (
-                    ""
-                    if len(ready) == len(pods)
-                    else ": not ready " + ", ".join(s for s, p in pods.items() if not p.ready)
-                ),
-                ""
-                if ready
-                else "find why the readiness probe fails with `kubectl describe pod` (Events, Conditions) and the "
-                "container's logs; Prometheus keeps not-ready pods as targets, but none of them serves",
-            ),
-        )
-
-
-def _endpoint_slices(report: Report, cluster: Cluster, ports: list[tuple[Obj, Obj]]) -> None:
-    """What the operator's endpoint discovery reads: the Service's EndpointSlices. Prometheus makes a target of
-    every endpoint on the port, ready or not (`__meta_kubernetes_endpointslice_endpoint_conditions_ready`)."""
-    total, ready, slices_seen = 0, 0, []
-    for service, port in ports:
-        namespace, name = service["metadata"].get("namespace", "default"), service["metadata"]["name"]
-        for eps in cluster.of_kind("EndpointSlice"):
-            meta = eps["metadata"]
-            if meta.get("namespace") != namespace or (meta.get("labels") or {}).get(SERVICE_NAME_LABEL) != name:
-                continue
-            slices_seen.append(ref(eps))
-            if not any(p.get("name") == port.get("name") for p in eps.get("ports") or []):
-                continue
-            endpoints = eps.get("endpoints") or []
-            total += len(endpoints)
-            # A null `ready` means ready (discovery.k8s.io/v1).
-            ready += sum(1 for e in endpoints if (e.get("conditions") or {}).get("ready") is not False)
-    service, port_name = ports[0][0], ports[0][1].get("name")
-    name = service["metadata"]["name"]
-    where = ", ".join(slices_seen) or f"no EndpointSlice labelled {SERVICE_NAME_LABEL}={name}"
-    namespace = service["metadata"].get("namespace")
-    if (service.get("spec") or {}).get("selector"):
-        fix = (
-            f"run `kubectl -n {namespace} get pods` and `kubectl -n {namespace} describe service {name}`: the "
-            "pods it selects must be scheduled and hold an IP"
-        )
-    else:
-        fix = f"{ref(service)} has no selector: whatever writes its endpoints wrote none"
-    text = f"{where}: {total} endpoint(s) on port {port_name}, {ready} ready"
-    report.add(
-        "endpointslice",
-        Verdict(bool(total), text + ("" if total else ": Prometheus has no target"), "" if total else fix),
-    )
-
-
-def _network_policy(
-    report: Report, cluster: Cluster, prometheuses: list[Obj], targets: list[tuple[PodView, Obj]]
-) -> None:
-    if not prometheuses:
-        return
-    blocked: list[tuple[PodView, Obj, Obj]] = []
-    admitted: list[tuple[PodView, Obj, Obj]] = []
-    for pod, cport in targets:
-        for prometheus in prometheuses:
-            src_ns = prometheus["metadata"].get("namespace", "default")
-            allowed = d.ingress_allowed(
-                cluster.policies,
-                pod.namespace,
-                pod.labels,
-                cport.get("containerPort"),
-                cport.get("name"),
-                src_ns,
-                cluster.ns_labels(src_ns),
-                cluster.prometheus_pod_labels(prometheus),
-                cport.get("protocol", "TCP"),
-            )
-            (admitted if allowed else blocked).append((pod, cport, prometheus))
-    if admitted:
-        pod, cport, prometheus = admitted[0]
-        policies = d.isolating_policies(cluster.policies, pod.namespace, pod.labels)
-        why = (
-            f"{', '.join(ref(p) for p in policies)} admit{'s' if len(policies) == 1 else ''}"
-            if policies
-            else "no NetworkPolicy selects the pods, so it admits"
-        )
-        report.add(
-            "network-policy",
-            Verdict(
-                True,
-                f"{why} {ref(prometheus)} pods (namespace "
-                f"{prometheus['metadata'].get('namespace')}) on port {_show_port(cport)}",
-            ),
-        )
-        return
-    pod, cport, prometheus = blocked[0]
-    src_ns = prometheus["metadata"].get("namespace", "default")
-    labels = cluster.prometheus_pod_labels(prometheus)
-    policies = d.isolating_policies(cluster.policies, pod.namespace, pod.labels)
-    report.add(
-        "network-policy",
-        Verdict(
-            False,
-            f"{', '.join(ref(p) for p in policies)} select{'s' if len(policies) == 1 else ''} {pod.source} and "
-            f"admit{'s' if len(policies) == 1 else ''} no pod of {ref(prometheus)} "
-            f"(namespace {src_ns}, labels app.kubernetes.io/name={labels.get('app.kubernetes.io/name')},"
-            f"operator.prometheus.io/name={labels.get('operator.prometheus.io/name')}) on port {_show_port(cport)}",
-            f"add an ingress rule to {ref(policies[0])} from namespaceSelector "
-            f"{d.NAMESPACE_NAME_LABEL}={src_ns} with podSelector app.kubernetes.io/name=prometheus,"
-            f"operator.prometheus.io/name={prometheus['metadata']['name']} on port "
-            f"{cport.get('name') or cport.get('containerPort')}",
-        ),
-    )
-
-
-def _target(port: Obj) -> int | str:
-    """A Service port's targetPort; absent, it is the port's own number."""
-    return port.get("targetPort", port.get("port"))
-
-
-def _show_port(port: Obj) -> str:
-    return f"{port['name']} ({port.get('containerPort')})" if port.get("name") else str(port.get("containerPort"))
-
-
-def _views(pods: Iterable[PodView]) -> str:
-    seen = list(dict.fromkeys(p.source for p in pods))
-    return ", ".join(seen[:4]) + (f" and {len(seen) - 4} more" if len(seen) > 4 else "")
 
 
 # ---- the whole check ----------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import yaml
 from declarations import chart
 from declarations.manifests import CANARY
 from doctor import cli as doctor
-from doctor.walk import SERVICE_NAME_LABEL, Cluster, Hop, Report, diagnose
+from doctor.report import SERVICE_NAME_LABEL, Cluster, Hop, Report
+from doctor.walk import diagnose
 from harness.server import free_port
 from offcluster.__main__ import main as cli
 from tests.manifests.deploy_spec import APP_NAMESPACE, MANIFESTS, MONITORING_NAMESPACE, Obj, one
