@@ -24,7 +24,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.peers import WRK_SCRIPT, sample_rows, tree
+from benchmarks.drivers import WRK_SCRIPT
+from benchmarks.peers import sample_rows
+from benchmarks.process_tree import tree
 from declarations.paths import ROOT
 from harness.quiet import loadavg
 from harness.server import start_server
