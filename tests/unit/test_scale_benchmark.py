@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_REFERENCE_FEATURE_BIN_RATIO
-from benchmarks.scale import LightTarget, cluster_intervals, drift_panel_expr, parse_exposition, prometheus_config
+from benchmarks.light_targets import LightTarget, parse_exposition
+from benchmarks.prometheus_run import cluster_intervals, drift_panel_expr, prometheus_config
 from declarations.manifests import RenderError, render
 from tests.availability import unavailable
 
@@ -34,7 +35,7 @@ def test_counters_and_histograms_grow_gauges_and_empty_bins_stay(monkeypatch):
     comments, lines = parse_exposition(EXPOSITION)
     assert [line.cumulative for line in lines] == [True, True, False, True, True, True]
     target = LightTarget(comments, lines, growth=0.01)
-    monkeypatch.setattr("benchmarks.scale.time.monotonic", lambda: target.started + 100)
+    monkeypatch.setattr("benchmarks.light_targets.time.monotonic", lambda: target.started + 100)
     grown = _values(target.body().decode())
     assert grown[f'{MODEL_INPUT_FEATURE_BIN_TOTAL}{{feature="f0",bin="0"}}'] == pytest.approx(20.0)
     assert grown[f'{MODEL_INPUT_FEATURE_BIN_TOTAL}{{feature="f0",bin="1"}}'] == 0.0
