@@ -18,7 +18,7 @@ import pytest
 
 from declarations.manifests import CANARY, MANIFESTS, one, render
 from harness import image
-from harness.image import image_of, pod_spec
+from harness.pod_runtime import image_of, pod_spec
 from offcluster.pods import train_args
 from tests.availability import unavailable
 from tests.image.figures import SUMMARY, note

@@ -17,8 +17,8 @@ from app.train import wine
 from app.validation import MAX_ROWS
 from harness import image
 from harness.exposition import total
-from harness.image import pod_spec
 from harness.load import ROW
+from harness.pod_runtime import pod_spec
 from harness.processes import children
 from offcluster.pods import train_args
 from tests.image.figures import note
