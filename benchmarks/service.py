@@ -116,48 +116,58 @@ def main() -> None:
         (tmp / name).mkdir()
         servers[name] = start_server(tmp / name, tmp / "model", workers=args.workers, **env)
     try:
-        with multiprocessing.Pool(args.clients) as pool:
-            runs: dict[tuple[str, str, int], list[dict[str, float]]] = {}
-            order = [(name, "/predict", rows) for rows in SIZES for name in ("instrumented", "bare")]
-            order.append(("instrumented", "/healthz", 0))
-            for round_ in range(args.rounds):
-                # Alternate the order so that neither configuration always runs on a warmer (or busier) machine.
-                for name, path, rows in order if round_ % 2 == 0 else order[::-1]:
-                    server = servers[name]
-                    address = server.app.removeprefix("http://")
-                    with guard.round(f"round {round_ + 1}, {name} {path} {rows} rows") as measured:
-                        cpu_before = server_cpu_seconds(server.process.pid)
-                        latencies = measure(pool, address, path, args.seconds, args.clients, rows)
-                        cpu = server_cpu_seconds(server.process.pid) - cpu_before
-                    label = f"round {round_ + 1}, {name:<12} {path:<9} {rows:>3} rows"
-                    print(f"  {label}: {measured.describe()}", flush=True)
-                    runs.setdefault((name, path, rows), []).append(describe(latencies, args.seconds, cpu))
-        median = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
-        print(f"\n{args.rounds} rounds of {args.seconds:.0f}s, {args.clients} keep-alive clients, {args.workers} "
-              "workers (medians)")  # fmt: skip
-        print(f"{'server':<14}{'endpoint':<10}{'rows':>5}{'req/s':>9}{'rows/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-              f"{'server CPU us/req':>19}")  # fmt: skip
-        for (name, path, rows), m in median.items():
-            rows_per_s = f"{m['rps'] * rows:.0f}" if rows else ""
-            print(f"{name:<14}{path:<10}{rows or '':>5}{m['rps']:>9.0f}{rows_per_s:>9}"
-                  f"{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_us']:>19.0f}")  # fmt: skip
-        print(f"\nmachine during the runs: {guard.summary()}")
-        for rows in SIZES:
-            on, off = median[("instrumented", "/predict", rows)], median[("bare", "/predict", rows)]
-            ratio = on["rps"] / off["rps"]
-            verdict = guard.verdict(ratio >= 0.95)
-            print(f"{rows:>3} row(s): instrumentation cost: throughput ratio on/off = {ratio:.3f} "
-                  f"({100 * (1 - ratio):+.1f} % lost; target <= 5 %: {verdict}), "
-                  f"p50 ratio {on['p50_ms'] / off['p50_ms']:.3f}, "
-                  f"p99 ratio {on['p99_ms'] / off['p99_ms']:.3f}; server CPU per request on/off = "
-                  f"{on['cpu_us'] / off['cpu_us']:.3f} ({on['cpu_us'] - off['cpu_us']:+.0f} us)")  # fmt: skip
-        on, bare_endpoint = median[("instrumented", "/predict", 1)], median[("instrumented", "/healthz", 0)]
-        ratio = on["rps"] / bare_endpoint["rps"]
-        print(f"/predict (1 row) vs /healthz on the same server: throughput ratio {ratio:.3f}")
+        runs = rounds(servers, args, guard)
+        report(runs, args, guard)
     finally:
         for server in servers.values():
             server.stop()
     scrape_timing(tmp, args.scrape_requests, args.clients)
+
+
+def rounds(servers: dict, args: argparse.Namespace, guard: LoadGuard) -> dict[tuple[str, str, int], list[dict]]:
+    """Every round: each server at each size, /healthz once, in an order that alternates from round to round."""
+    runs: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    with multiprocessing.Pool(args.clients) as pool:
+        order = [(name, "/predict", rows) for rows in SIZES for name in ("instrumented", "bare")]
+        order.append(("instrumented", "/healthz", 0))
+        for round_ in range(args.rounds):
+            # Alternate the order so that neither configuration always runs on a warmer (or busier) machine.
+            for name, path, rows in order if round_ % 2 == 0 else order[::-1]:
+                server = servers[name]
+                address = server.app.removeprefix("http://")
+                with guard.round(f"round {round_ + 1}, {name} {path} {rows} rows") as measured:
+                    cpu_before = server_cpu_seconds(server.process.pid)
+                    latencies = measure(pool, address, path, args.seconds, args.clients, rows)
+                    cpu = server_cpu_seconds(server.process.pid) - cpu_before
+                label = f"round {round_ + 1}, {name:<12} {path:<9} {rows:>3} rows"
+                print(f"  {label}: {measured.describe()}", flush=True)
+                runs.setdefault((name, path, rows), []).append(describe(latencies, args.seconds, cpu))
+    return runs
+
+
+def report(runs: dict[tuple[str, str, int], list[dict]], args: argparse.Namespace, guard: LoadGuard) -> None:
+    median = {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
+    print(f"\n{args.rounds} rounds of {args.seconds:.0f}s, {args.clients} keep-alive clients, {args.workers} "
+          "workers (medians)")  # fmt: skip
+    print(f"{'server':<14}{'endpoint':<10}{'rows':>5}{'req/s':>9}{'rows/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'server CPU us/req':>19}")  # fmt: skip
+    for (name, path, rows), m in median.items():
+        rows_per_s = f"{m['rps'] * rows:.0f}" if rows else ""
+        print(f"{name:<14}{path:<10}{rows or '':>5}{m['rps']:>9.0f}{rows_per_s:>9}"
+              f"{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_us']:>19.0f}")  # fmt: skip
+    print(f"\nmachine during the runs: {guard.summary()}")
+    for rows in SIZES:
+        on, off = median[("instrumented", "/predict", rows)], median[("bare", "/predict", rows)]
+        ratio = on["rps"] / off["rps"]
+        verdict = guard.verdict(ratio >= 0.95)
+        print(f"{rows:>3} row(s): instrumentation cost: throughput ratio on/off = {ratio:.3f} "
+              f"({100 * (1 - ratio):+.1f} % lost; target <= 5 %: {verdict}), "
+              f"p50 ratio {on['p50_ms'] / off['p50_ms']:.3f}, "
+              f"p99 ratio {on['p99_ms'] / off['p99_ms']:.3f}; server CPU per request on/off = "
+              f"{on['cpu_us'] / off['cpu_us']:.3f} ({on['cpu_us'] - off['cpu_us']:+.0f} us)")  # fmt: skip
+    on, bare_endpoint = median[("instrumented", "/predict", 1)], median[("instrumented", "/healthz", 0)]
+    ratio = on["rps"] / bare_endpoint["rps"]
+    print(f"/predict (1 row) vs /healthz on the same server: throughput ratio {ratio:.3f}")
 
 
 def scrape_timing(tmp: Path, n_requests: int, clients: int) -> None:
