@@ -24,7 +24,7 @@ from declarations.paths import DASHBOARD
 from declarations.scrape import scrape_configs
 from harness.exposition import by_name
 from harness.server import free_port, wait_for
-from offcluster.stack import find_binary
+from offcluster.services import find_binary
 
 QUERY_REPEATS = 5
 

@@ -1,9 +1,9 @@
 """The local stack as one object: its config files, its processes, its URLs.
 
 `up` renders the manifests, writes every config file (`offcluster.config`, `offcluster.grafana`), and starts
-what is not running yet (`offcluster.supervisor`): the webhook sink, Alertmanager, one gunicorn master per pod
-the Deployments ask for (`offcluster.pods`), Prometheus and, when installed, Grafana. `down` stops them from
-any shell; nothing is left behind.
+what is not running yet (`offcluster.supervisor`) of the processes `offcluster.services` defines: the webhook
+sink, Alertmanager, one gunicorn master per pod the Deployments ask for (`offcluster.pods`), Prometheus and,
+when installed, Grafana. `down` stops them from any shell; nothing is left behind.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,32 +21,15 @@ from pathlib import Path
 from declarations.manifests import MANIFESTS, ROOT, render
 from offcluster import config as stack_config
 from offcluster import grafana
-from offcluster.pods import REUSE_PORT, LocalPod, local_pods
-from offcluster.supervisor import NotReady, Service, Supervisor, port_free
+from offcluster.pods import LocalPod, local_pods
+from offcluster.services import StackError, StateFiles, check_ports, services
+from offcluster.supervisor import NotReady, Service, Supervisor
 
-GUNICORN_ARGS = ["-c", "app/gunicorn.conf.py", "app.wsgi:app"]
-DEBIAN_PACKAGES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
 # Stop order: Grafana and Prometheus first, so neither records the pods' shutdown as an outage; the pods
 # (named after themselves) between Prometheus and Alertmanager.
 FIRST, LAST = ("grafana", "prometheus"), ("alertmanager", "webhook")
 # Grafana migrates its database on first start: slower than the rest on a small machine.
 GRAFANA_START_TIMEOUT = 120.0
-
-
-class StackError(RuntimeError):
-    """A problem the user can fix; the message says how, in one line."""
-
-
-def find_binary(name: str) -> str:
-    candidates = [os.environ.get(f"{name.upper()}_BIN", ""), name, f"prometheus-{name}"]
-    for candidate in filter(None, candidates):
-        path = shutil.which(candidate)
-        if path:
-            return path
-    raise StackError(
-        f"{name} is not installed: `sudo apt-get install {DEBIAN_PACKAGES[name]}` (or `make deps` as root), "
-        f"or set {name.upper()}_BIN to its path"
-    )
 
 
 class Stack:
@@ -76,11 +56,12 @@ class Stack:
         self.alertmanager_transform = alertmanager_transform
         # The model of the pods whose image is trained with the default arguments; others get their own.
         self.model_dir = self.state / "model"
-        self.alerts_file = self.state / "alerts.jsonl"
-        self.prometheus_file = self.state / "prometheus" / "prometheus.yml"
-        self.rules_file = self.state / "prometheus" / "rules.yaml"
-        self.alertmanager_file = self.state / "alertmanager" / "alertmanager.yml"
-        self.grafana_dir = self.state / "grafana"
+        self.files = StateFiles(self.state)
+        self.alerts_file = self.files.alerts
+        self.prometheus_file = self.files.prometheus
+        self.rules_file = self.files.rules
+        self.alertmanager_file = self.files.alertmanager
+        self.grafana_dir = self.files.grafana
         self.supervisor = Supervisor(self.state / "pids", self.state / "logs", ROOT)
         self._pods: list[LocalPod] | None = None
         # Lines to show the user beside the URLs: what runs without Grafana, and why.
@@ -122,77 +103,11 @@ class Stack:
         )  # fmt: skip
 
     def services(self) -> list[Service]:
-        prometheus, alertmanager = find_binary("prometheus"), find_binary("alertmanager")
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        services = [
-            Service(
-                "webhook",
-                [sys.executable, "-m", "offcluster.webhook", "--port", str(self.ports.webhook),
-                 "--out", str(self.alerts_file)],
-                f"http://127.0.0.1:{self.ports.webhook}/healthz",
-                ports=(self.ports.webhook,),
-            ),
-            Service(
-                "alertmanager",
-                [alertmanager, f"--config.file={self.alertmanager_file}",
-                 f"--storage.path={self.state / 'alertmanager' / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}",
-                 # An empty address turns off clustering, which would otherwise bind 0.0.0.0:9094.
-                 "--cluster.listen-address="],
-                f"http://127.0.0.1:{self.ports.alertmanager}/-/ready",
-                ports=(self.ports.alertmanager,),
-            ),
-            *(self._pod_service(gunicorn, pod) for pod in self.pods),
-            Service(
-                "prometheus",
-                [prometheus, f"--config.file={self.prometheus_file}",
-                 f"--storage.tsdb.path={self.state / 'prometheus' / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
-                 "--web.enable-lifecycle", "--storage.tsdb.retention.time=2d"],
-                f"http://127.0.0.1:{self.ports.prometheus}/-/ready",
-                ports=(self.ports.prometheus,),
-            ),
-        ]  # fmt: skip
-        if self.grafana is not None:
-            services.append(
-                Service(
-                    "grafana",
-                    self.grafana.command(self.grafana_dir / "grafana.ini"),
-                    f"http://127.0.0.1:{self.ports.grafana}/api/health",
-                    ports=(self.ports.grafana,),
-                )
-            )
-        return services
-
-    def _pod_service(self, gunicorn: str, pod: LocalPod) -> Service:
-        inherited = os.environ.get("GUNICORN_CMD_ARGS", "")
-        return Service(
-            pod.name,
-            [gunicorn, *GUNICORN_ARGS],
-            # The metrics port is the pod's own; the app port answers from whichever pod the kernel picks.
-            f"http://127.0.0.1:{pod.metrics_port}/metrics",
-            {
-                **pod.env,
-                "HOST": "127.0.0.1",
-                "METRICS_HOST": "127.0.0.1",
-                "MODEL_DIR": str(self.pod_model_dir(pod)),
-                "PROMETHEUS_MULTIPROC_DIR": str(self.state / "multiproc" / pod.name),
-                "WEB_CONCURRENCY": str(self.workers),
-                "GUNICORN_CMD_ARGS": f"{inherited} {REUSE_PORT}".strip(),
-                **{name: self.secret(secret, key) for name, secret, key in pod.secret_env},
-            },
-            ports=(pod.app_port, pod.metrics_port),
-        )
+        """Every process of the stack, in start order."""
+        return services(self.files, self.ports, self.pods, self.grafana, self.workers, self.pod_model_dir)
 
     def secret(self, name: str, key: str) -> str:
-        """The value of a Secret's key the pods' env names: made up once per stack state (32 random bytes, hex),
-        kept in the state directory so that restarted pods get the same one."""
-        path = self.state / "secrets" / name / key
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_hex(32))
-        return path.read_text()
+        return self.files.secret(name, key)
 
     # -- processes -------------------------------------------------------------------------------------
     def running(self) -> dict[str, int]:
@@ -227,20 +142,7 @@ class Stack:
         self.write_config()
         running = self.running()
         wanted = [s for s in self.services() if s.name not in running]
-        pods = {pod.name for pod in self.pods}
-        app_port_shared = any(name in running for name in pods)
-        for service in wanted:
-            for port in service.ports:
-                if service.name in pods and port == service.ports[0] and app_port_shared:
-                    continue  # a running pod holds the shared port: the others join it
-                if not port_free(port):
-                    variable = service.name.upper()
-                    if service.name in pods:
-                        variable = "APP" if port == service.ports[0] else "METRICS"
-                    raise StackError(
-                        f"port {port} ({service.name}) is in use: stop what holds it (`make down`, or `ss -ltnp`) "
-                        f"or choose another, e.g. `make up {variable}_PORT=...`"
-                    )
+        check_ports(wanted, running, {pod.name for pod in self.pods})
         self.notes = [] if self.grafana is not None else [grafana.INSTALL_HINT]
         self.train_if_missing()
         for service in wanted:

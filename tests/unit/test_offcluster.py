@@ -16,7 +16,8 @@ from declarations.targets import SAFE_ALPHABET, meta_labels, pod_template_hash, 
 from harness.server import free_port, free_port_run
 from offcluster.config import Ports, app_environment, build, local_alertmanager_config
 from offcluster.pods import local_pods, local_port
-from offcluster.stack import Stack, StackError, find_binary
+from offcluster.services import find_binary
+from offcluster.stack import Stack, StackError
 
 
 @pytest.fixture(scope="module")
