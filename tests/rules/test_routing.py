@@ -21,7 +21,7 @@ import yaml
 from alerts.build import alerts
 from declarations import chart
 from declarations.manifests import RenderError, render, rule_groups
-from detection.simulate import got_samples
+from detection.promtool import got_samples
 from tests.availability import unavailable
 from tests.manifests.deploy_spec import APP_RECEIVER
 from tests.rules.test_rules import RULE_FILE, TEST_FILES
