@@ -150,10 +150,8 @@ def file_sha256(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def load(model_dir: Path) -> LoadedModel:
-    """The artefact in `model_dir`, checked before it is trusted: the model file's digest against the metadata's
-    `model_sha256` BEFORE unpickling (unpickling runs code), then the object against the metadata (an estimator
-    with predict_proba for its features and classes), then one prediction. Any failure is a ModelUnavailable."""
+def _read_checked(model_dir: Path) -> tuple[dict[str, Any], bytes]:
+    """The metadata and the model file's bytes, once the bytes match the digest the metadata records."""
     metadata_path = model_dir / METADATA_FILE
     model_path = model_dir / MODEL_FILE
     try:
@@ -182,6 +180,15 @@ def load(model_dir: Path) -> LoadedModel:
         raise ModelUnavailable(
             CHECKSUM_MISMATCH, f"{model_path} has SHA-256 {actual}, its metadata records {expected}: not served"
         )
+    return metadata, blob
+
+
+def load(model_dir: Path) -> LoadedModel:
+    """The artefact in `model_dir`, checked before it is trusted: the model file's digest against the metadata's
+    `model_sha256` BEFORE unpickling (unpickling runs code), then the object against the metadata (an estimator
+    with predict_proba for its features and classes), then one prediction. Any failure is a ModelUnavailable."""
+    metadata, blob = _read_checked(model_dir)
+    metadata_path, model_path = model_dir / METADATA_FILE, model_dir / MODEL_FILE
     try:
         estimator = joblib.load(io.BytesIO(blob))
     except Exception as exc:  # a corrupt pickle can fail in pickle, joblib, numpy or the classes it names

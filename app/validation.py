@@ -231,6 +231,20 @@ REQUIRED_FEEDBACK_FIELDS = frozenset({RECEIPT_FIELD, "actual"})
 OPTIONAL_FEEDBACK_FIELDS = frozenset({"row", "predicted", "model_version"})
 
 
+def _check_item_fields(i: int, item: object) -> None:
+    if not isinstance(item, dict) or not (
+        REQUIRED_FEEDBACK_FIELDS <= item.keys() <= REQUIRED_FEEDBACK_FIELDS | OPTIONAL_FEEDBACK_FIELDS
+    ):
+        if isinstance(item, dict) and RECEIPT_FIELD not in item and "actual" in item:
+            raise InvalidInput(
+                "receipt_required", f'item {i} must carry the "receipt" of the /predict answer it is about'
+            )
+        raise InvalidInput(
+            "invalid_feedback_item",
+            f'item {i} must be an object with "receipt", "actual" and, for a batch of more than one row, "row"',
+        )
+
+
 def parse_feedback(
     payload: dict[str, Any], class_names: Sequence[str], receipts: Receipts
 ) -> list[tuple[str, str, str]]:
@@ -250,17 +264,7 @@ def parse_feedback(
     checked: dict[str, tuple[Receipt, list[int]]] = {}
     triples = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or not (
-            REQUIRED_FEEDBACK_FIELDS <= item.keys() <= REQUIRED_FEEDBACK_FIELDS | OPTIONAL_FEEDBACK_FIELDS
-        ):
-            if isinstance(item, dict) and RECEIPT_FIELD not in item and "actual" in item:
-                raise InvalidInput(
-                    "receipt_required", f'item {i} must carry the "receipt" of the /predict answer it is about'
-                )
-            raise InvalidInput(
-                "invalid_feedback_item",
-                f'item {i} must be an object with "receipt", "actual" and, for a batch of more than one row, "row"',
-            )
+        _check_item_fields(i, item)
         text = item[RECEIPT_FIELD]
         found = checked.get(text) if isinstance(text, str) else None
         if found is None:
