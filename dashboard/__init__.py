@@ -13,6 +13,6 @@ with warnings.catch_warnings():
     # v2. The Grafana sidecar provisions v1 JSON files, so v1 it is.
     warnings.simplefilter("ignore", DeprecationWarning)
     from dashboard.build import OUTPUT, UID, build_dashboard, panels, queries, render, to_dict
-    from dashboard.promql import metric_names
+    from declarations.promql import metric_names
 
 __all__ = ["OUTPUT", "UID", "build_dashboard", "metric_names", "panels", "queries", "render", "to_dict"]

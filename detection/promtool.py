@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from dashboard.promql import metric_names
+from declarations.promql import metric_names
 from detection.cluster import Cluster
 from detection.sampling import Pools
 from detection.scenarios import CANARY_PODS, POD_IP, STABLE_PODS, Scenario, scenarios

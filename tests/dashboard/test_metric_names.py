@@ -9,7 +9,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import app.metrics
 import dashboard
-from dashboard.promql import metric_names
+from declarations.promql import metric_names
 
 # Series Prometheus makes itself.
 SYNTHETIC = {"up", "ALERTS"}

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from alerts import links
-from dashboard.promql import metric_names
+from declarations.promql import metric_names
 from declarations.manifests import ROOT, RenderError, render, rule_groups
 from offcluster.runbooks import github_anchor, html
 from tests.availability import unavailable
