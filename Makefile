@@ -60,7 +60,7 @@ up: venv deps ## start the stack detached (CANARY=1: with the canary overlay's p
 down: ## stop everything `make up` / `make demo` started
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m offcluster down; else echo "nothing to stop (no $(VENV))"; fi
 
-status: venv ## which of the stack's processes are running
+status: venv ## which of the stack's processes are running, and how many pods KEDA's ScaledObject would ask for
 	$(BIN)/python -m offcluster status
 
 doctor: venv ## walk manifests/ (DIR=...) hop by hop: is every ServiceMonitor discovered and scraped? (LIVE=1: the cluster)

@@ -126,7 +126,8 @@ def _render_declared(directory: Path, declared: str, helmfile: str) -> tuple[lis
     chart = helm_python.Chart.load(str(directory))
     pinned = str(spec.get("version", ""))
     if pinned and chart.version != pinned:
-        raise RenderError(f"{helmfile} pins {CHART} {pinned}, but {directory} holds {chart.version}")
+        name = str(spec.get("chart", CHART)).rpartition("/")[2]
+        raise RenderError(f"{helmfile} pins {name} {pinned}, but {directory} holds {chart.version}")
     missing = missing_subcharts(directory)
     disabled: list[str] = []
     while True:
@@ -151,6 +152,14 @@ def rendered(shared_dir: Path | None = None, helmfile: Path = HELMFILE) -> list[
     """Every object kube-prometheus-stack renders with the values exactly as helmfile.yaml passes them (release
     name and namespace from helmfile.yaml); None when the chart is absent. Cached per process."""
     objects, _ = _render(chart_dir(shared_dir).resolve(), helmfile.resolve())
+    return copy.deepcopy(objects)
+
+
+def rendered_release(directory: Path, chart_name: str, helmfile: Path = HELMFILE) -> list[Obj]:
+    """Every object another chart of the helmfile (KEDA's) renders with its release's name, namespace and values,
+    Helm refusing a chart directory whose version is not the pinned one. Cached per process."""
+    declared = json.dumps([release(helmfile, chart_name), chart_values(helmfile, chart_name)], sort_keys=True)
+    objects, _ = _render_declared(directory.resolve(), declared, str(helmfile.resolve()))
     return copy.deepcopy(objects)
 
 

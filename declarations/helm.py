@@ -34,21 +34,22 @@ def helm_merge(base: Any, override: Any) -> Any:
     return merged
 
 
-def release(helmfile: Path = HELMFILE) -> dict[str, Any]:
-    """The one kube-prometheus-stack release of the helmfile."""
+def release(helmfile: Path = HELMFILE, chart: str = CHART) -> dict[str, Any]:
+    """The one release of the helmfile whose chart is `<repository>/<chart>` (kube-prometheus-stack unless
+    told: KEDA's is the other)."""
     if not helmfile.exists():
-        raise RenderError(f"{helmfile} is missing: it declares the {CHART} release")
+        raise RenderError(f"{helmfile} is missing: it declares the {chart} release")
     spec = yaml.safe_load(helmfile.read_text()) or {}
-    releases = [r for r in spec.get("releases") or [] if str(r.get("chart", "")).endswith(f"/{CHART}")]
+    releases = [r for r in spec.get("releases") or [] if str(r.get("chart", "")).endswith(f"/{chart}")]
     if len(releases) != 1:
-        raise RenderError(f"{helmfile} must declare exactly one {CHART} release, found {len(releases)}")
+        raise RenderError(f"{helmfile} must declare exactly one {chart} release, found {len(releases)}")
     return releases[0]
 
 
-def chart_values(helmfile: Path = HELMFILE) -> dict[str, Any]:
+def chart_values(helmfile: Path = HELMFILE, chart: str = CHART) -> dict[str, Any]:
     """The values helmfile passes to the release: its files and inline maps merged in order, as `helm -f` does."""
     values: dict[str, Any] = {}
-    for entry in release(helmfile).get("values") or []:
+    for entry in release(helmfile, chart).get("values") or []:
         if isinstance(entry, str):
             path = helmfile.parent / entry
             if not path.is_file():

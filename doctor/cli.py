@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from declarations import chart
+from declarations.autoscaling import chart_services
 from declarations.manifests import MANIFESTS, RenderError, render
 from doctor.discovery import Obj, ref, show_selector
 from doctor.report import Cluster, Report
@@ -73,7 +74,7 @@ def format_reports(cluster: Cluster, reports: list[Report]) -> str:
     else:
         lines.append(
             f"result: ok, {len(monitors)} endpoint(s) reach a pod port, {len(reports) - len(monitors)} "
-            "rule/dashboard object(s) picked up"
+            "rule/dashboard/ScaledObject object(s) picked up"
         )
     return "\n".join(lines)
 
@@ -97,9 +98,10 @@ def offline_cluster(directory: Path) -> Cluster:
     rendered = chart.rendered()
     prometheus = chart.prometheus(rendered)
     sidecar = chart.grafana_sidecar(rendered)
+    services = chart_services(rendered, prometheus, chart.prometheus_pod_labels(prometheus))
     shown = directory.relative_to(Path.cwd()) if directory.is_relative_to(Path.cwd()) else directory
     origin = f"{shown} (kubectl kustomize); chart objects: {chart.source()}"
-    return Cluster(objects, [prometheus], sidecar, live=False, origin=origin)
+    return Cluster(objects, [prometheus], sidecar, live=False, origin=origin, prometheus_services=services)
 
 
 def live_objects(from_json: Path | None) -> tuple[list[Obj], str]:

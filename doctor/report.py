@@ -51,6 +51,9 @@ class Cluster:
     sidecar: dict[str, Any] | None
     live: bool
     origin: str
+    # The Services in front of the Prometheus pods a ScaledObject may query: live, the cluster's own Services
+    # (among `objects`); offline, those the chart renders (declarations.autoscaling.chart_services).
+    prometheus_services: list[Obj] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.pods = d.pod_views(self.objects, self.live)

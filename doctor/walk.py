@@ -14,6 +14,7 @@ from typing import Any
 
 from declarations.selectors import selector_matches, service_selects
 from doctor import discovery as d
+from doctor.autoscaling import walk_scaled_object
 from doctor.discovery import Obj, PodView, Verdict, ref, show_labels, show_selector
 from doctor.reachability import endpoint_slices, network_policy, readiness
 from doctor.report import SERVICE_NAME_LABEL, Cluster, Report, Target, show_port, show_views, target_port
@@ -359,7 +360,8 @@ def walk_dashboard(cluster: Cluster, configmap: Obj) -> Report:
 
 
 def diagnose(cluster: Cluster, namespace: str | None = None) -> list[Report]:
-    """Every report: ServiceMonitor and PodMonitor endpoints, PrometheusRules, dashboard ConfigMaps."""
+    """Every report: ServiceMonitor and PodMonitor endpoints, PrometheusRules, ScaledObjects, dashboard
+    ConfigMaps."""
 
     def mine(obj: Obj) -> bool:
         return namespace is None or obj["metadata"].get("namespace") == namespace
@@ -369,6 +371,7 @@ def diagnose(cluster: Cluster, namespace: str | None = None) -> list[Report]:
         ("ServiceMonitor", walk_service_monitor),
         ("PodMonitor", walk_pod_monitor),
         ("PrometheusRule", walk_rule),
+        ("ScaledObject", walk_scaled_object),
     ]
     for kind, walk in walks:
         for obj in filter(mine, cluster.of_kind(kind)):

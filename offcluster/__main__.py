@@ -2,7 +2,7 @@
 
     python -m offcluster up       # start detached: the pods (gunicorn), Prometheus, Alertmanager, webhook sink
     python -m offcluster down     # stop everything it started
-    python -m offcluster status
+    python -m offcluster status     # which processes run; with Prometheus up, the pods the ScaledObject asks for
     python -m offcluster demo     # up, drive locust traffic, print URLs and a summary, Ctrl-C stops all
     python -m offcluster config   # only write the generated config files
     python -m offcluster doctor [DIR] [--live] [--from-json FILE]   # why a ServiceMonitor finds no target
@@ -23,8 +23,9 @@ import sys
 from pathlib import Path
 
 from declarations import ports
-from declarations.manifests import RenderError
+from declarations.manifests import RenderError, render
 from declarations.paths import CANARY, MANIFESTS, ROOT
+from offcluster.autoscaling import status_lines
 from offcluster.config import Ports
 from offcluster.demo import run_demo
 from offcluster.stack import Stack, StackError
@@ -100,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "grafana" and stack.grafana is None:
                     state = "not installed"
                 print(f"{name:>{width}}: {state}")
+            pods = {pod.name: running[pod.name] for pod in stack.pods if pod.name in running}
+            if "prometheus" in running and pods:
+                for line in status_lines(stack.urls["prometheus"], render(stack.manifests), pods):
+                    print(line)
         elif args.command == "demo":
             return run_demo(stack, args.duration, args.drift)
     except (StackError, RenderError) as exc:

@@ -23,8 +23,8 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
-# What the reference data must hold (docs/testing.md, "Reference data"): the pinned chart and the operator's CRDs.
-REFERENCE_FILES = (chart.CHART_DIR / "Chart.yaml", Path("crds"))
+# What the reference data must hold (docs/testing.md, "Reference data"): the pinned charts and the CRDs.
+REFERENCE_FILES = (chart.CHART_DIR / "Chart.yaml", Path("charts") / "keda" / "Chart.yaml", Path("crds"))
 
 
 def reference_data() -> tuple[Path, str | None]:
@@ -35,7 +35,7 @@ def reference_data() -> tuple[Path, str | None]:
         return path, None
     return path, (
         f"reference data not found at {path} (no {', '.join(missing)}): set SHARED_DIR to a directory holding the "
-        "pinned kube-prometheus-stack chart and the operator's CRDs (docs/testing.md, Reference data)"
+        "pinned kube-prometheus-stack and KEDA charts and their CRDs (docs/testing.md, Reference data)"
     )
 
 

@@ -9,6 +9,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import app.metrics
 import dashboard
+from declarations.manifests import one, render
 from declarations.promql import metric_names
 
 # Series Prometheus makes itself.
@@ -50,6 +51,16 @@ def test_every_panel_uses_known_metrics(known: set[str]) -> None:
     for title, expr in dashboard.queries("ml-serving", "wine-classifier"):
         unknown = metric_names(expr) - known
         assert not unknown, f"panel {title!r} uses unknown metrics {sorted(unknown)}"
+
+
+def test_the_autoscaling_query_uses_known_metrics(known: set[str]) -> None:
+    """KEDA scales on the ScaledObject's PromQL: a metric renamed in app/metrics.py would leave it empty."""
+    scaled = one(render(), "ScaledObject")
+    queries = [t["metadata"]["query"] for t in scaled["spec"]["triggers"] if t["type"] == "prometheus"]
+    assert queries
+    for query in queries:
+        names = metric_names(query)
+        assert names and not names - known, f"ScaledObject query uses unknown metrics {sorted(names - known)}"
 
 
 @pytest.mark.parametrize(

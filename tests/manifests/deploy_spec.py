@@ -25,9 +25,14 @@ KUBERNETES_VERSION = "1.32"
 SERVE_COMMAND = ["gunicorn", "-c", "app/gunicorn.conf.py", "app.wsgi:app"]
 # gunicorn's graceful_timeout when app/gunicorn.conf.py does not set a literal one (also gunicorn's default).
 GRACEFUL_TIMEOUT_DEFAULT = 30
-# The monitoring CRDs, checked against the operator's CRD schemas (reference data, docs/testing.md) instead of the
-# Kubernetes schemas.
-CRD_KINDS = {"ServiceMonitor": "servicemonitors", "PodMonitor": "podmonitors", "PrometheusRule": "prometheusrules"}
+# The custom resources, checked against their CRD schemas (reference data, docs/testing.md: `$SHARED_DIR/crds/<file>`)
+# instead of the Kubernetes schemas: prometheus-operator's and KEDA's.
+CRD_KINDS = {
+    "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
+    "PodMonitor": "monitoring.coreos.com_podmonitors.yaml",
+    "PrometheusRule": "monitoring.coreos.com_prometheusrules.yaml",
+    "ScaledObject": "keda.sh_scaledobjects.yaml",
+}
 
 
 def tool(name: str) -> str:

@@ -76,9 +76,9 @@ def test_the_two_deployments_never_claim_each_others_pods(canary_objects: list[O
     # The stable selector (immutable once applied) does match canary pods; the canary's must not match stable's.
     assert not selector_matches(canary["spec"]["selector"], stable["spec"]["template"]["metadata"]["labels"])
     assert selector_matches(canary["spec"]["selector"], canary["spec"]["template"]["metadata"]["labels"])
-    # The HPA and the PDB stay as in the base: the HPA scales stable only.
-    hpa = one(canary_objects, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == STABLE_NAME
+    # The ScaledObject and the PDB stay as in the base: the ScaledObject scales stable only.
+    (scaled,) = [o for o in canary_objects if o["kind"] == "ScaledObject"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == STABLE_NAME
 
 
 def test_the_canary_model_is_trained_as_its_image_is_built(canary_objects: list[Obj]) -> None:

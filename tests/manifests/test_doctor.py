@@ -56,6 +56,8 @@ def test_the_projects_manifests_pass_every_hop(directory: Path, capsys: pytest.C
     for key in ("prometheus-selector", "service", "port", "pods", "target-port", "readiness-probe", "network-policy"):
         assert key in hops, f"the walk has no {key} hop:\n{out}"
     assert "rule-selector" in hops and "sidecar" in hops
+    for key in ("scale-target", "prometheus-server", "query-metrics", "query-labels"):
+        assert key in hops, f"the ScaledObject's walk has no {key} hop:\n{out}"
     assert out.splitlines()[-1].startswith("result: ok, 1 endpoint(s) reach a pod port")
 
 
@@ -141,6 +143,20 @@ def _dashboard_label_value(objects: list[Obj], _: Obj) -> None:
     one(objects, "ConfigMap", "wine-classifier-dashboard")["metadata"]["labels"]["grafana_dashboard"] = "true"
 
 
+def _scaled_target_typo(objects: list[Obj], _: Obj) -> None:
+    one(objects, "ScaledObject")["spec"]["scaleTargetRef"]["name"] = "wine-clasifier"
+
+
+def _scaled_asks_alertmanager(objects: list[Obj], _: Obj) -> None:
+    trigger = one(objects, "ScaledObject")["spec"]["triggers"][0]["metadata"]
+    trigger["serverAddress"] = "http://kube-prometheus-stack-alertmanager.monitoring.svc:9093"
+
+
+def _scaled_query_misnamed(objects: list[Obj], _: Obj) -> None:
+    trigger = one(objects, "ScaledObject")["spec"]["triggers"][0]["metadata"]
+    trigger["query"] = trigger["query"].replace("http_requests_total", "http_request_total")
+
+
 BROKEN_COPIES: list[tuple[str, Edit, str, str]] = [
     ("wrong-release-label", _wrong_release, "prometheus-selector", "add the label release=kube-prometheus-stack"),
     ("namespace-not-selected", _restricted_namespaces, "prometheus-namespace", "label namespace ml-serving"),
@@ -165,6 +181,14 @@ BROKEN_COPIES: list[tuple[str, Edit, str, str]] = [
     ("networkpolicy-keeps-prometheus-out", _policy_for_another_prometheus, "network-policy", "add an ingress rule"),
     ("rule-not-selected", _rule_without_release, "rule-selector", "add the label release=kube-prometheus-stack"),
     ("dashboard-not-seen", _dashboard_label_value, "sidecar", "set the label grafana_dashboard=1"),
+    ("scaledobject-target-typo", _scaled_target_typo, "scale-target", "set spec.scaleTargetRef.name"),
+    (
+        "scaledobject-asks-alertmanager",
+        _scaled_asks_alertmanager,
+        "prometheus-server",
+        "monitoring/kube-prometheus-stack-prometheus:9090",
+    ),
+    ("scaledobject-query-misnamed", _scaled_query_misnamed, "query-metrics", "use a name of app/metrics.py"),
 ]
 
 
@@ -185,6 +209,7 @@ def test_the_broken_copies_cover_every_hop_of_a_service_monitor() -> None:
     covered = {hop for _, _, hop, _ in BROKEN_COPIES}
     walked = {"prometheus-selector", "prometheus-namespace", "service", "port", "pods", "target-port"}
     assert walked | {"readiness-probe", "network-policy", "rule-selector", "sidecar"} <= covered
+    assert {"scale-target", "prometheus-server", "query-metrics"} <= covered
 
 
 def test_the_command_prints_the_broken_hop_with_its_fix(
@@ -294,7 +319,8 @@ def _ready(ready: bool) -> dict[str, Any]:
 
 def _live(base_objects: list[Obj], prometheus: Obj, sidecar: dict[str, Any]) -> list[Obj]:
     """What `kubectl get ... -A -o json` returns once helmfile and `kubectl apply -k manifests` have run."""
-    objects = copy.deepcopy([o for o in base_objects if o["kind"] != "Deployment"])
+    # doctor.LIVE_KINDS fetches neither Deployments nor ScaledObjects (a cluster without KEDA has no such kind).
+    objects = copy.deepcopy([o for o in base_objects if o["kind"] not in ("Deployment", "ScaledObject")])
     objects.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": MONITORING_NAMESPACE}})
     deployed = copy.deepcopy(prometheus)
     deployed["status"] = {"availableReplicas": 1, "replicas": 1}
@@ -482,3 +508,16 @@ def test_live_a_service_without_selector_is_judged_by_its_endpointslices(
     one(live, "EndpointSlice")["endpoints"] = []
     code, out = _run_live(live, tmp_path, capsys)
     assert code == 1 and _broken_keys(out) == {"endpointslice"}, out
+
+
+def test_a_wrong_scale_target_is_printed_with_the_deployments_there(
+    base_objects: list[Obj], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    objects = copy.deepcopy(base_objects)
+    _scaled_target_typo(objects, {})
+    (tmp_path / "all.yaml").write_text(yaml.safe_dump_all(objects))
+    (tmp_path / "kustomization.yaml").write_text("resources:\n  - all.yaml\n")
+    assert doctor.main([str(tmp_path)]) == 1
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  BROKEN")]
+    assert line.split()[:2] == ["BROKEN", "scale-target"]
+    assert "Deployment ml-serving/wine-clasifier, which does not exist (Deployments there: wine-classifier)" in line

@@ -41,7 +41,7 @@ def _problems(values: dict[str, Any], chart_defaults: dict[str, Any], grafana_de
     return problems
 
 
-def test_helmfile_declares_one_pinned_release(
+def test_helmfile_declares_one_pinned_kube_prometheus_stack_release(
     helmfile: dict[str, Any], release: dict[str, Any], shared_dir: Path
 ) -> None:
     chart = yaml.safe_load((shared_dir / "charts" / CHART / "Chart.yaml").read_text())
@@ -145,7 +145,7 @@ def test_the_chart_would_scrape_them_by_default(shared_dir: Path, tmp_path: Path
     """The check above can fail: with the components left at the chart's defaults, Helm renders their monitors."""
     helmfile = tmp_path / "helmfile.yaml"
     spec = yaml.safe_load(HELMFILE.read_text())
-    (declared,) = spec["releases"]
+    (declared,) = [r for r in spec["releases"] if r["name"] == CHART]
     declared["values"] = [str(HELMFILE.parent / v) for v in declared["values"]]
     declared["values"].append({c: {"enabled": True} for c in UNREACHABLE_ON_MINIKUBE})
     helmfile.write_text(yaml.safe_dump(spec))

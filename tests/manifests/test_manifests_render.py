@@ -20,7 +20,7 @@ EXPECTED_FILES = {
     "servicemonitor.yaml": "ServiceMonitor",
     **{concern.file.name: "PrometheusRule" for concern in CONCERNS},
     "poddisruptionbudget.yaml": "PodDisruptionBudget",
-    "horizontalpodautoscaler.yaml": "HorizontalPodAutoscaler",
+    "scaledobject.yaml": "ScaledObject",
     "networkpolicy.yaml": "NetworkPolicy",
 }
 CLUSTER_SCOPED = {"Namespace"}

@@ -1,5 +1,6 @@
-"""Every rendered object validates strictly: core kinds against Kubernetes 1.32, monitoring kinds against the
-prometheus-operator CRDs (closed, since a CRD schema accepts unknown fields and the API server drops them)."""
+"""Every rendered object validates strictly: core kinds against Kubernetes 1.32, custom resources against their
+CRDs, prometheus-operator's and KEDA's (closed, since a CRD schema accepts unknown fields and the API server drops
+them)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _validate_core(obj: Obj) -> None:
 
 @cache
 def _crd_validator(shared_dir: Path, kind: str, api_version: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((shared_dir / "crds" / f"monitoring.coreos.com_{CRD_KINDS[kind]}.yaml").read_text())
+    crd = yaml.safe_load((shared_dir / "crds" / CRD_KINDS[kind]).read_text())
     group, _, version = api_version.partition("/")
     assert group == crd["spec"]["group"], f"{kind}: apiVersion group {group!r} is not the CRD's"
     served = {v["name"]: v for v in crd["spec"]["versions"] if v.get("served")}
@@ -39,7 +40,7 @@ def _crd_errors(shared_dir: Path, obj: Obj) -> list[str]:
 def test_core_objects_validate_strictly_against_kubernetes_1_32(base_objects: list[Obj]) -> None:
     failures = []
     core = [o for o in base_objects if o["kind"] not in CRD_KINDS]
-    assert len(core) >= 8
+    assert len(core) >= 7
     for obj in core:
         try:
             _validate_core(obj)
@@ -59,15 +60,15 @@ def test_kubernetes_strict_validation_rejects_an_unknown_field(base_objects: lis
 
 
 def test_kubernetes_validation_rejects_an_unknown_api_version(base_objects: list[Obj]) -> None:
-    hpa = copy.deepcopy(one(base_objects, "HorizontalPodAutoscaler"))
-    hpa["apiVersion"] = "autoscaling/v2beta2"  # removed in 1.26
+    pdb = copy.deepcopy(one(base_objects, "PodDisruptionBudget"))
+    pdb["apiVersion"] = "policy/v1beta1"  # removed in 1.25
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
-        _validate_core(hpa)
+        _validate_core(pdb)
 
 
-def test_monitoring_objects_validate_strictly_against_the_crds(shared_dir: Path, base_objects: list[Obj]) -> None:
+def test_custom_resources_validate_strictly_against_the_crds(shared_dir: Path, base_objects: list[Obj]) -> None:
     monitoring = [o for o in base_objects if o["kind"] in CRD_KINDS]
-    assert {o["kind"] for o in monitoring} >= {"ServiceMonitor", "PrometheusRule"}
+    assert {o["kind"] for o in monitoring} >= {"ServiceMonitor", "PrometheusRule", "ScaledObject"}
     failures = {f"{o['kind']}/{o['metadata']['name']}": _crd_errors(shared_dir, o) for o in monitoring}
     assert not any(failures.values()), failures
 
@@ -90,6 +91,34 @@ def test_closed_crd_schema_rejects_an_unknown_field(
     node[typo] = "x"
     errors = _crd_errors(shared_dir, monitor)
     assert any(typo in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("where", "typo"),
+    [
+        (["spec"], "minReplicas"),  # the HPA's spelling; KEDA's is minReplicaCount
+        (["spec", "scaleTargetRef"], "namespace"),
+        (["spec", "advanced", "horizontalPodAutoscalerConfig"], "scaleDown"),  # belongs under `behavior`
+        (["spec", "triggers", 0], "threshold"),  # belongs under `metadata`
+    ],
+)
+def test_closed_scaledobject_schema_rejects_a_misplaced_field(
+    shared_dir: Path, base_objects: list[Obj], where: list[Any], typo: str
+) -> None:
+    scaled = copy.deepcopy(one(base_objects, "ScaledObject"))
+    node: Any = scaled
+    for step in where:
+        node = node[step]
+    node[typo] = "x"
+    errors = _crd_errors(shared_dir, scaled)
+    assert any(typo in e for e in errors), errors
+
+
+def test_scaledobject_trigger_metadata_values_are_strings(shared_dir: Path, base_objects: list[Obj]) -> None:
+    """KEDA reads trigger metadata as a map of strings: an unquoted `threshold: 150` is refused by the API."""
+    scaled = copy.deepcopy(one(base_objects, "ScaledObject"))
+    scaled["spec"]["triggers"][0]["metadata"]["threshold"] = 150
+    assert any("threshold" in e for e in _crd_errors(shared_dir, scaled))
 
 
 def test_the_open_crd_schema_would_have_let_the_typo_through(shared_dir: Path, base_objects: list[Obj]) -> None:

@@ -313,30 +313,14 @@ def test_networkpolicy_allows_no_egress_beyond_dns(base_objects: list[Obj]) -> N
         assert all(p.get("port") == 53 for p in ports), f"egress rule {rule} allows more than DNS"
 
 
-# ---- HPA and PDB ------------------------------------------------------------------------------------------
-
-
-def test_hpa_scales_the_deployment_on_cpu(base_objects: list[Obj]) -> None:
-    hpa, deployment = one(base_objects, "HorizontalPodAutoscaler"), one(base_objects, "Deployment")
-    target = hpa["spec"]["scaleTargetRef"]
-    assert (target["apiVersion"], target["kind"], target["name"]) == (
-        "apps/v1",
-        "Deployment",
-        deployment["metadata"]["name"],
-    )
-    assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
-    cpu = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
-    assert cpu, "no CPU metric"
-    # Utilization is a share of the request: a container without a CPU request makes the HPA fail.
-    for container in deployment["spec"]["template"]["spec"]["containers"]:
-        assert container["resources"]["requests"]["cpu"]
+# ---- Autoscaling (KEDA's ScaledObject, tests/manifests/test_scaledobject.py) and PDB -----------------------
 
 
 def test_pdb_covers_the_pods_and_lets_a_drain_proceed(base_objects: list[Obj]) -> None:
-    pdb, hpa = one(base_objects, "PodDisruptionBudget"), one(base_objects, "HorizontalPodAutoscaler")
+    pdb, scaled = one(base_objects, "PodDisruptionBudget"), one(base_objects, "ScaledObject")
     assert selector_matches(pdb["spec"]["selector"], _pod(base_objects)["metadata"]["labels"])
     min_available = pdb["spec"]["minAvailable"]
-    assert isinstance(min_available, int) and min_available < hpa["spec"]["minReplicas"], (
+    assert isinstance(min_available, int) and min_available < scaled["spec"]["minReplicaCount"], (
         "minAvailable must stay below the smallest replica count or no pod can ever be evicted"
     )
 

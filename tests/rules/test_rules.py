@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from alerts import links
-from declarations.promql import metric_names
 from declarations.manifests import ROOT, RenderError, render, rule_groups
+from declarations.promql import metric_names
 from offcluster.runbooks import github_anchor, html
 from tests.availability import unavailable
 
