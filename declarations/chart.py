@@ -10,10 +10,8 @@ are read from that render.
 Where the chart or helm-python-sdk is absent (a clone without the reference data), the same fields are derived
 from the helmfile values and the chart's documented behaviour: the fallback. `source()` says which was used.
 
-A subchart missing from the chart's `charts/` directory cannot be rendered. When the parent's templates need
-such a subchart's defaults, the render disables it (its `condition`) and `source()` names it; everything the
-parent chart renders itself (Prometheus, Alertmanager, their Secret, the Grafana datasource ConfigMap) is
-still Helm's output.
+A subchart missing from `charts/` cannot be rendered: the render disables it (its `condition`) and `source()`
+names it; what the parent renders itself (Prometheus, Alertmanager, their Secret, Grafana's datasource) is Helm's.
 """
 
 from __future__ import annotations
@@ -156,11 +154,9 @@ def rendered(shared_dir: Path | None = None, helmfile: Path = HELMFILE) -> list[
 
 
 def rendered_release(directory: Path, chart_name: str, helmfile: Path = HELMFILE) -> list[Obj]:
-    """Every object another chart of the helmfile (KEDA's) renders with its release's name, namespace and values,
-    Helm refusing a chart directory whose version is not the pinned one. Cached per process."""
+    """What another chart of the helmfile (KEDA's) renders with its release's name, namespace and values."""
     declared = json.dumps([release(helmfile, chart_name), chart_values(helmfile, chart_name)], sort_keys=True)
-    objects, _ = _render_declared(directory.resolve(), declared, str(helmfile.resolve()))
-    return copy.deepcopy(objects)
+    return copy.deepcopy(_render_declared(directory.resolve(), declared, str(helmfile.resolve()))[0])
 
 
 def source(shared_dir: Path | None = None, helmfile: Path = HELMFILE) -> str:
