@@ -62,10 +62,10 @@ def eventually(check, timeout: float = 30.0, interval: float = 0.5):
 
 
 def run_locust(stack: Stack, out: Path, seconds: int, *extra: str, users: int = USERS) -> dict[str, int]:
-    """A headless locust run; returns request counts by locust's request name."""
+    """A headless locust run (all users at once, for `seconds`); returns request counts by locust's request name."""
     result = subprocess.run(
         [LOCUST, "--config", str(ROOT / "loadtest" / "locust.conf"), "--host", stack.urls["app"],
-         "--profile-seconds", str(seconds), "--peak-users", str(users), "--csv", str(out), "--html", f"{out}.html",
+         "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--csv", str(out), "--html", f"{out}.html",
          *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60,
     )  # fmt: skip

@@ -12,7 +12,9 @@ A share of single predictions (`--feedback-share`) is followed by POST /feedback
 and the dataset's true label (app/receipts.py); `--concept-drift-class class_1` reports
 every row of that class as another class (wrong ground truth), which is what the live-accuracy alert must
 catch.
-`--load-profile` picks the load shape: steady, ramp or spike (peak `--peak-users`, for `--profile-seconds`).
+Load is the user's: `-u`, `-r` and `-t` (locust.conf sets 10 users for 120 s). A built-in shape runs only when
+asked for with `--load-profile steady|ramp|spike` (peak `--peak-users`, for `--profile-seconds`), in every mode:
+alone, `--processes N`, or `--master` with `--worker`s; the shape then sets users and duration.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import random
 import numpy as np
 from locust import LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.runners import WorkerRunner
 from sklearn.datasets import load_wine
 
 log = logging.getLogger("loadtest")
@@ -47,11 +50,16 @@ INVALID_REQUESTS: list[tuple[bytes, str, int]] = [
 ]
 
 
+PROFILES = ("steady", "ramp", "spike")
+
+
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     parser.add_argument("--drift-features", default="", help="comma-separated features to shift (drift mode)")
     parser.add_argument("--drift-shift", type=float, default=3.0, help="shift in training standard deviations")
-    parser.add_argument("--load-profile", choices=["steady", "ramp", "spike"], default="steady", help="load shape")
+    parser.add_argument(
+        "--load-profile", choices=PROFILES, default=None, help="run a built-in load shape instead of -u/-r/-t"
+    )
     parser.add_argument("--peak-users", type=int, default=10, help="users at the shape's peak")
     parser.add_argument("--profile-seconds", type=int, default=180, help="how long the shape runs")
     parser.add_argument("--feedback-share", type=float, default=0.3, help="share of predictions given feedback")
@@ -138,7 +146,12 @@ class ModelClient(FastHttpUser):
 
 class ProfileShape(LoadTestShape):
     """steady: the peak throughout; ramp: up over the first 60 %, then hold; spike: a quarter of the peak
-    with the full peak for the middle fifth."""
+    with the full peak for the middle fifth.
+
+    Abstract, so that locust does not pick it up by itself (a discovered shape silently overrides -u, -r and
+    -t); `_shape_on_request` installs it when `--load-profile` asks for it."""
+
+    abstract = True
 
     def tick(self):
         options = self.runner.environment.parsed_options
@@ -152,6 +165,25 @@ class ProfileShape(LoadTestShape):
         else:
             users = peak
         return users, max(1, peak)
+
+
+@events.init.add_listener
+def _shape_on_request(environment, runner, **_kwargs) -> None:
+    """Install ProfileShape on the runner that drives users (local or master) when --load-profile names one.
+    init fires before a headless run starts and before the web UI's first swarm, so both see it."""
+    options = environment.parsed_options
+    if options is None or not options.load_profile or isinstance(runner, WorkerRunner):
+        return
+    given = [
+        flag
+        for flag, value in (("-u", options.num_users), ("-r", options.spawn_rate), ("-t", options.run_time))
+        if value
+    ]
+    if given:
+        log.warning("--load-profile %s sets users and duration: %s ignored", options.load_profile, ", ".join(given))
+    shape = ProfileShape()
+    shape.runner = runner
+    environment.shape_class = shape
 
 
 @events.quitting.add_listener
