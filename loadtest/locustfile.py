@@ -23,12 +23,20 @@ import json
 import logging
 import os
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 from locust import LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import WorkerRunner
 from sklearn.datasets import load_wine
+
+# The package this file belongs to, importable from wherever locust is started (locust puts only the current
+# directory and this file's own directory on the path).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Its init listener serves the master's numbers on /metrics.
+from loadtest import exporter  # noqa: F401
 
 log = logging.getLogger("loadtest")
 
