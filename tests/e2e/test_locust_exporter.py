@@ -19,6 +19,7 @@ from loadtest.metrics import (
     QUANTILES,
 )
 
+EXPORTED = {LOCUST_REQUESTS_TOTAL, LOCUST_FAILURES_TOTAL, LOCUST_RESPONSE_TIME_SECONDS, LOCUST_USERS, LOCUST_WORKERS}
 # locust.runners.WORKER_REPORT_INTERVAL (importing locust here would monkey-patch the test process with gevent).
 WORKER_REPORT_INTERVAL = 3.0
 
@@ -39,6 +40,9 @@ def test_the_masters_metrics_equal_locusts_own_counts(server, tmp_path):
         def during() -> dict:
             scraped = samples(requests.get(run.metrics, timeout=5).text)
             assert scraped[(LOCUST_USERS, ())] == 4
+            # Every name of loadtest/metrics.py is exported (percentiles once the workers' first reports are in),
+            # and nothing else.
+            assert {name for name, _ in scraped} == EXPORTED
             return scraped
 
         scraped = eventually(during, timeout=20)
