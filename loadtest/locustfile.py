@@ -194,17 +194,33 @@ def _shape_on_request(environment, runner, **_kwargs) -> None:
     environment.shape_class = shape
 
 
-@events.quitting.add_listener
-def _thresholds(environment, **_kwargs) -> None:
+def threshold_breach(environment) -> str | None:
+    """Which of locust.conf's thresholds the run so far crosses, if any (None: within both, or no requests)."""
     stats, options = environment.stats.total, environment.parsed_options
     if not stats.num_requests or options is None:
-        return
+        return None
     p95 = stats.get_response_time_percentile(0.95)
     if stats.fail_ratio > options.max_failure_ratio:
-        log.error("failure ratio %.3f is above --max-failure-ratio %.3f", stats.fail_ratio, options.max_failure_ratio)
-        environment.process_exit_code = 1
-    elif p95 > options.max_p95_ms:
-        log.error("p95 %.0f ms is above --max-p95-ms %.0f", p95, options.max_p95_ms)
-        environment.process_exit_code = 1
+        return f"failure ratio {stats.fail_ratio:.3f} is above --max-failure-ratio {options.max_failure_ratio:.3f}"
+    if p95 > options.max_p95_ms:
+        return f"p95 {p95:.0f} ms is above --max-p95-ms {options.max_p95_ms:.0f}"
+    return None
+
+
+@events.test_stop.add_listener
+def _verdict(environment, **_kwargs) -> None:
+    """The thresholds' verdict when a run ends, in the log: a master that keeps running after its run (the web
+    UI, --autostart) has no exit code to show it."""
+    if isinstance(environment.runner, WorkerRunner) or not environment.stats.total.num_requests:
+        return
+    breach = threshold_breach(environment)
+    if breach:
+        log.error("thresholds: %s", breach)
     else:
-        environment.process_exit_code = 0
+        log.info("thresholds: within --max-failure-ratio and --max-p95-ms")
+
+
+@events.quitting.add_listener
+def _thresholds(environment, **_kwargs) -> None:
+    if environment.stats.total.num_requests and environment.parsed_options is not None:
+        environment.process_exit_code = 1 if threshold_breach(environment) else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import time
@@ -89,3 +90,14 @@ def test_a_load_profile_runs_only_when_asked_for_and_says_what_it_overrides(serv
     assert took < LIMIT_SECONDS, (took, result.stderr[-3000:])
     assert _peak_users(out) == 3
     assert "--load-profile steady sets users and duration: -u, -t ignored" in result.stderr
+
+
+def test_a_crossed_threshold_is_logged_when_the_run_ends_and_sets_the_exit_code(server, tmp_path):
+    passing = _timed(_locust(server, tmp_path / "ok", "-u", "2", "-r", "2", "-t", "3s"), timeout=60)[1]
+    assert passing.returncode == 0 and "thresholds: within" in passing.stderr, passing.stderr[-3000:]
+    # No answer comes back in under a microsecond: this p95 threshold is crossed by any run.
+    failing = _timed(_locust(server, tmp_path / "p95", "-u", "2", "-r", "2", "-t", "3s", "--max-p95-ms", "0.001"), 60)[
+        1
+    ]
+    assert failing.returncode == 1
+    assert re.search(r"thresholds: p95 \d+ ms is above --max-p95-ms 0", failing.stderr), failing.stderr[-3000:]
