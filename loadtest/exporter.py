@@ -53,22 +53,29 @@ class LocustCollector(Collector):
             "Requests locust counted as failed, by request name and method.",
             labels=LABELS,
         )
-        latency = GaugeMetricFamily(
+        # A summary: quantiles over a sliding window with cumulative count and sum, as Prometheus client
+        # libraries' summaries do (promtool refuses a `quantile` label on any other type).
+        latency = Metric(
             LOCUST_RESPONSE_TIME_SECONDS,
-            "Response-time percentiles over locust's sliding window (about the last 10 s).",
-            labels=(*LABELS, "quantile"),
+            "Response-time percentiles over locust's sliding window (about the last 10 s); count and sum since the run "
+            "started.",
+            "summary",
         )
         # A copy: workers' reports update the dict between greenlet switches.
         for (name, method), entry in list(runner.stats.entries.items()):
             labels = [name, method or ""]
             requests.add_metric(labels, entry.num_requests)
             failures.add_metric(labels, entry.num_failures)
-            if not entry.use_response_times_cache:
-                continue
-            for q in QUANTILES:
-                milliseconds = entry.get_current_response_time_percentile(q)
-                if milliseconds is not None:
-                    latency.add_metric([*labels, str(q)], milliseconds / 1000.0)
+            named = dict(zip(LABELS, labels, strict=True))
+            if entry.use_response_times_cache:
+                for q in QUANTILES:
+                    milliseconds = entry.get_current_response_time_percentile(q)
+                    if milliseconds is not None:
+                        latency.add_sample(
+                            LOCUST_RESPONSE_TIME_SECONDS, {**named, "quantile": str(q)}, milliseconds / 1e3
+                        )
+            latency.add_sample(f"{LOCUST_RESPONSE_TIME_SECONDS}_count", named, entry.num_requests)
+            latency.add_sample(f"{LOCUST_RESPONSE_TIME_SECONDS}_sum", named, entry.total_response_time / 1e3)
         yield requests
         yield failures
         yield latency

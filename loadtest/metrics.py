@@ -14,7 +14,8 @@ from __future__ import annotations
 # Prometheus's rate() reads as a counter reset).
 LOCUST_REQUESTS_TOTAL = "locust_requests_total"
 LOCUST_FAILURES_TOTAL = "locust_failures_total"
-# Gauges: response-time percentiles over locust's sliding window (the last 10 s), one series per QUANTILES.
+# A summary: response-time percentiles over locust's sliding window (the last 10 s), one series per QUANTILES,
+# with `_count` and `_sum` since the run started.
 LOCUST_RESPONSE_TIME_SECONDS = "locust_response_time_seconds"
 QUANTILES = (0.5, 0.95, 0.99)
 # Gauges: users running now (over all workers) and, on a master, the workers connected.

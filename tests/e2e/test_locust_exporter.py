@@ -3,6 +3,7 @@ processes against THE gunicorn command; workers serve nothing."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import requests
@@ -19,7 +20,8 @@ from loadtest.metrics import (
     QUANTILES,
 )
 
-EXPORTED = {LOCUST_REQUESTS_TOTAL, LOCUST_FAILURES_TOTAL, LOCUST_RESPONSE_TIME_SECONDS, LOCUST_USERS, LOCUST_WORKERS}
+SUMMARY = {LOCUST_RESPONSE_TIME_SECONDS + suffix for suffix in ("", "_count", "_sum")}
+EXPORTED = {LOCUST_REQUESTS_TOTAL, LOCUST_FAILURES_TOTAL, LOCUST_USERS, LOCUST_WORKERS, *SUMMARY}
 # locust.runners.WORKER_REPORT_INTERVAL (importing locust here would monkey-patch the test process with gevent).
 WORKER_REPORT_INTERVAL = 3.0
 
@@ -33,7 +35,7 @@ def _by_request(scraped: dict, name: str) -> dict[tuple[str, str], float]:
     }
 
 
-def test_the_masters_metrics_equal_locusts_own_counts(server, tmp_path):
+def test_the_masters_metrics_equal_locusts_own_counts(server, tmp_path, promtool):
     run = start_distributed(server.app, tmp_path / "run", 2, "-u", "4", "-r", "4", "-t", "6s", "--autoquit", "10")
     try:
         # During the run: users and workers as the master sees them, percentiles once requests have come in.
@@ -52,14 +54,18 @@ def test_the_masters_metrics_equal_locusts_own_counts(server, tmp_path):
         # WORKER_REPORT_INTERVAL, not when a run stops), before --autoquit: the master's final numbers.
         eventually(lambda: _after(run), timeout=20)
         time.sleep(WORKER_REPORT_INTERVAL + 1)
-        final = samples(requests.get(run.metrics, timeout=5).text)
+        exposition = requests.get(run.metrics, timeout=5).text
+        final = samples(exposition)
     finally:
         code = run.wait(60)
     assert code == 0
+    lint = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     assert quantiles <= {str(q) for q in QUANTILES}
     counted = run.stats()
     assert _by_request(final, LOCUST_REQUESTS_TOTAL) == {k: v[0] for k, v in counted.items()}
     assert _by_request(final, LOCUST_FAILURES_TOTAL) == {k: v[1] for k, v in counted.items()}
+    assert _by_request(final, LOCUST_RESPONSE_TIME_SECONDS + "_count") == {k: v[0] for k, v in counted.items()}
     assert sum(v[0] for v in counted.values()) > 20
     # Label values are the locustfile's request names, nothing else.
     assert {name for name, _ in counted} <= {"/predict", "/predict [invalid]", "/feedback", "/model"}
