@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from dashboard.rows.loadtest import LOCUST_JOB
-from offcluster import chart
-from offcluster.kube import selector_matches
-from offcluster.manifests import render
+from declarations import chart
+from declarations.manifests import render
+from declarations.selectors import selector_matches
 from tests.manifests.deploy_spec import APP, APP_NAMESPACE, CRD_KINDS, ROOT, Obj, of_kind, one
 from tests.manifests.kube_logic import ingress_allowed, namespace_labels, pod_security_findings, prometheus_selects
 from tests.manifests.test_lint import _hadolint
