@@ -4,7 +4,8 @@
 #
 # Ports: APP_PORT and METRICS_PORT (default: what manifests/deployment.yaml declares, 8000 and 9100),
 # PROMETHEUS_PORT (9090), ALERTMANAGER_PORT (9093), WEBHOOK_PORT (9095), GRAFANA_PORT (3000, used when Grafana
-# is installed: `grafana` / `grafana-server` on PATH, or GRAFANA_HOME). State: STATE_DIR (.state/).
+# is installed: `grafana` / `grafana-server` on PATH, or GRAFANA_HOME), LOCUST_PORT (8089: the locust master's web UI
+# and /metrics during make demo's runs). State: STATE_DIR (.state/).
 # CANARY=1 (make up / make demo): run canary/ (stable pods plus a canary pod of another model) instead of manifests/.
 # make doctor DIR=canary: check another kustomization; LIVE=1: the cluster kubectl points at.
 
@@ -15,11 +16,12 @@ PROMETHEUS_PORT ?= 9090
 ALERTMANAGER_PORT ?= 9093
 WEBHOOK_PORT ?= 9095
 GRAFANA_PORT ?= 3000
+LOCUST_PORT ?= 8089
 STATE_DIR ?= .state
 # make doctor: the kustomization to check.
 DIR ?= manifests
 DEMO_DURATION ?= 3m
-export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAFANA_PORT STATE_DIR DEMO_DURATION CANARY
+export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAFANA_PORT LOCUST_PORT STATE_DIR DEMO_DURATION CANARY
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help

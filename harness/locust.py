@@ -3,7 +3,7 @@ and `workers` worker processes, all running loadtest/locustfile.py."""
 
 from __future__ import annotations
 
-import csv
+import json
 import os
 import signal
 import subprocess
@@ -29,13 +29,9 @@ class Distributed:
         return f"{self.web}/metrics"
 
     def stats(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """{(name, method): (requests, failures)} from the master's final CSV (written when it quits)."""
-        with open(f"{self.out}_stats.csv") as f:
-            return {
-                (row["Name"], row["Type"]): (int(row["Request Count"]), int(row["Failure Count"]))
-                for row in csv.DictReader(f)
-                if row["Name"] != "Aggregated"
-            }
+        """{(name, method): (requests, failures)} from the JSON the master writes when it quits."""
+        entries = json.loads(Path(f"{self.out}.json").read_text())
+        return {(e["name"], e["method"]): (e["num_requests"], e["num_failures"]) for e in entries}
 
     def wait(self, timeout: float) -> int:
         """The master's exit code; the workers quit when it tells them to."""
@@ -65,7 +61,7 @@ def start_distributed(host: str, out: Path, workers: int, *args: str, web_port: 
     master = subprocess.Popen(
         [LOCUST, "-f", LOCUSTFILE, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
          str(master_port), "--web-host", "127.0.0.1", "--web-port", str(web_port), "--expect-workers", str(workers),
-         "--host", host, "--csv", str(out), "--autostart", *args],
+         "--host", host, "--json-file", str(out), "--autostart", *args],
         cwd=ROOT, stdout=logs[0].open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     started = [

@@ -41,6 +41,7 @@ def stack_from_env() -> Stack:
         alertmanager=_port("ALERTMANAGER_PORT", 9093) or 9093,
         webhook=_port("WEBHOOK_PORT", 9095) or 9095,
         grafana=_port("GRAFANA_PORT", 3000) or 3000,
+        locust=_port("LOCUST_PORT", 8089) or 8089,
     )
     return Stack(
         Path(os.environ.get("STATE_DIR", ROOT / ".state")),
