@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
+from harness.exposition import samples
 from harness.server import ROOT, free_port
-from harness.stack import LOCUST
+from harness.stack import LOCUST, eventually
+from loadtest.metrics import LOCUST_USERS, LOCUST_WORKERS
 
 LOCUSTFILE = str(ROOT / "loadtest" / "locustfile.py")
 # Well above the 5 s asked for plus locust's start (importing the locustfile) and stop; well under the 120 s
@@ -101,3 +104,40 @@ def test_a_crossed_threshold_is_logged_when_the_run_ends_and_sets_the_exit_code(
     ]
     assert failing.returncode == 1
     assert re.search(r"thresholds: p95 \d+ ms is above --max-p95-ms 0", failing.stderr), failing.stderr[-3000:]
+
+
+def test_make_demos_locust_runs_as_a_master_and_workers_with_its_metrics_on_the_locust_port(server, tmp_path):
+    from offcluster.config import Ports
+    from offcluster.demo import locust_command, locust_workers
+    from offcluster.stack import Stack
+
+    stack = Stack(tmp_path / "state", Ports(locust=free_port()), scrape_interval="1s", with_grafana=False)
+    stack.write_config()
+    workers = locust_workers(stack)
+    assert workers >= 1
+    started = time.monotonic()
+    process = subprocess.Popen(
+        locust_command(stack, server.app, 4, "report"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+
+        def serving() -> dict:
+            assert process.poll() is None, "locust exited before its run"
+            try:
+                scraped = samples(requests.get(f"{stack.urls['locust']}/metrics", timeout=2).text)
+            except requests.ConnectionError as exc:
+                raise AssertionError("the master's web UI is not up yet") from exc
+            assert scraped[(LOCUST_USERS, ())] > 0
+            return scraped
+
+        scraped = eventually(serving, timeout=30)
+        assert scraped[(LOCUST_WORKERS, ())] == workers
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+    assert process.returncode == 0, stderr[-3000:]
+    assert time.monotonic() - started < LIMIT_SECONDS + 10
+    assert (stack.state / "locust" / "report.html").exists()
