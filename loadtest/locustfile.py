@@ -3,6 +3,10 @@
     locust -f loadtest/locustfile.py                                            # web UI on :8089, app on :8000
     locust --config loadtest/locust.conf                                        # headless, CSV + HTML reports
     locust --config loadtest/locust.conf --drift-features proline,alcohol        # drifted inputs
+    locust -f loadtest/locustfile.py --processes 4                              # a master and 4 workers
+    kubectl apply -k loadtest                                                   # master and workers in the cluster
+
+The master (or a run with its web UI) serves locust's numbers on /metrics of the web UI port (exporter.py).
 
 Most requests are single or batch predictions whose rows are drawn from the training data (with a little
 noise); a small share are invalid on purpose and count as a success only when the server answers them
