@@ -3,8 +3,8 @@
 #   make test   # every test: unit, manifests, rules, dashboard, end-to-end
 #
 # Ports: APP_PORT and METRICS_PORT (default: what manifests/deployment.yaml declares), PROMETHEUS_PORT,
-# ALERTMANAGER_PORT, WEBHOOK_PORT, GRAFANA_PORT (defaults: declarations/ports.py; make passes on only what you
-# set). Grafana runs when it is installed (`grafana` / `grafana-server` on PATH, or GRAFANA_HOME).
+# ALERTMANAGER_PORT, WEBHOOK_PORT, GRAFANA_PORT, LOCUST_PORT (the locust master's UI and /metrics) (defaults:
+# declarations/ports.py; make passes on only what you set). Grafana runs when it is installed (`grafana` / `grafana-server` on PATH, or GRAFANA_HOME).
 # State: STATE_DIR (.state/).
 # CANARY=1 (make up / make demo): run canary/ (stable pods plus a canary pod of another model) instead of manifests/.
 # make doctor DIR=canary: check another kustomization; LIVE=1: the cluster kubectl points at.
@@ -16,7 +16,7 @@ STATE_DIR ?= .state
 # make doctor: the kustomization to check.
 DIR ?= manifests
 DEMO_DURATION ?= 3m
-export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAFANA_PORT STATE_DIR DEMO_DURATION CANARY
+export APP_PORT METRICS_PORT PROMETHEUS_PORT ALERTMANAGER_PORT WEBHOOK_PORT GRAFANA_PORT LOCUST_PORT STATE_DIR DEMO_DURATION CANARY
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help

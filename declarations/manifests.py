@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from declarations.paths import CANARY, MANIFESTS, ROOT
+from declarations.paths import CANARY, LOADTEST, MANIFESTS, ROOT
 
-__all__ = ["CANARY", "MANIFESTS", "ROOT", "Obj", "RenderError", "of_kind", "one", "render", "rule_groups"]
+__all__ = ["CANARY", "LOADTEST", "MANIFESTS", "ROOT", "Obj", "RenderError", "of_kind", "one", "render", "rule_groups"]
 
 Obj = dict[str, Any]
 

@@ -14,6 +14,8 @@ ALERTMANAGER = 9093
 # The webhook sink that receives every alert and serves docs/runbooks.md at /runbooks.
 WEBHOOK = 9095
 GRAFANA = 3000
+# The locust master's web UI and /metrics during the local stack's load (loadtest/master.yaml declares it).
+LOCUST = 8089
 
 # The environment variable that overrides each default.
 VARIABLES = {
@@ -21,6 +23,7 @@ VARIABLES = {
     "ALERTMANAGER_PORT": ALERTMANAGER,
     "WEBHOOK_PORT": WEBHOOK,
     "GRAFANA_PORT": GRAFANA,
+    "LOCUST_PORT": LOCUST,
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-import csv
+import json
 import subprocess
 import sys
 import time
@@ -62,13 +62,14 @@ def eventually(check, timeout: float = 30.0, interval: float = 0.5):
 
 
 def run_locust(stack: Stack, out: Path, seconds: int, *extra: str, users: int = USERS) -> dict[str, int]:
-    """A headless locust run; returns request counts by locust's request name."""
+    """A headless locust run (all users at once, for `seconds`); returns request counts by locust's request name,
+    from the JSON locust writes when it quits (its CSV is rewritten every second only: a run stopped by `-t` may
+    quit before the last rewrite)."""
     result = subprocess.run(
         [LOCUST, "--config", str(ROOT / "loadtest" / "locust.conf"), "--host", stack.urls["app"],
-         "--profile-seconds", str(seconds), "--peak-users", str(users), "--csv", str(out), "--html", f"{out}.html",
-         *extra],
+         "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--csv", str(out), "--html", f"{out}.html",
+         "--json-file", str(out), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    with open(f"{out}_stats.csv") as f:
-        return {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(f) if row["Name"] != "Aggregated"}
+    return {entry["name"]: entry["num_requests"] for entry in json.loads(Path(f"{out}.json").read_text())}

@@ -3,6 +3,10 @@
     locust -f loadtest/locustfile.py                                            # web UI on :8089, app on :8000
     locust --config loadtest/locust.conf                                        # headless, CSV + HTML reports
     locust --config loadtest/locust.conf --drift-features proline,alcohol        # drifted inputs
+    locust -f loadtest/locustfile.py --processes 4                              # a master and 4 workers
+    kubectl apply -k loadtest                                                   # master and workers in the cluster
+
+The master (or a run with its web UI) serves locust's numbers on /metrics of the web UI port (exporter.py).
 
 Most requests are single or batch predictions whose rows are drawn from the training data (with a little
 noise); a small share are invalid on purpose and count as a success only when the server answers them
@@ -12,7 +16,9 @@ A share of single predictions (`--feedback-share`) is followed by POST /feedback
 and the dataset's true label (app/receipts.py); `--concept-drift-class class_1` reports
 every row of that class as another class (wrong ground truth), which is what the live-accuracy alert must
 catch.
-`--load-profile` picks the load shape: steady, ramp or spike (peak `--peak-users`, for `--profile-seconds`).
+Load is the user's: `-u`, `-r` and `-t` (locust.conf sets 10 users for 120 s). A built-in shape runs only when
+asked for with `--load-profile steady|ramp|spike` (peak `--peak-users`, for `--profile-seconds`), in every mode:
+alone, `--processes N`, or `--master` with `--worker`s; the shape then sets users and duration.
 """
 
 from __future__ import annotations
@@ -21,11 +27,20 @@ import json
 import logging
 import os
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 from locust import LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.runners import WorkerRunner
 from sklearn.datasets import load_wine
+
+# The package this file belongs to, importable from wherever locust is started (locust puts only the current
+# directory and this file's own directory on the path).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Its init listener serves the master's numbers on /metrics.
+from loadtest import exporter  # noqa: F401
 
 log = logging.getLogger("loadtest")
 
@@ -47,11 +62,16 @@ INVALID_REQUESTS: list[tuple[bytes, str, int]] = [
 ]
 
 
+PROFILES = ("steady", "ramp", "spike")
+
+
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     parser.add_argument("--drift-features", default="", help="comma-separated features to shift (drift mode)")
     parser.add_argument("--drift-shift", type=float, default=3.0, help="shift in training standard deviations")
-    parser.add_argument("--load-profile", choices=["steady", "ramp", "spike"], default="steady", help="load shape")
+    parser.add_argument(
+        "--load-profile", choices=PROFILES, default=None, help="run a built-in load shape instead of -u/-r/-t"
+    )
     parser.add_argument("--peak-users", type=int, default=10, help="users at the shape's peak")
     parser.add_argument("--profile-seconds", type=int, default=180, help="how long the shape runs")
     parser.add_argument("--feedback-share", type=float, default=0.3, help="share of predictions given feedback")
@@ -138,7 +158,12 @@ class ModelClient(FastHttpUser):
 
 class ProfileShape(LoadTestShape):
     """steady: the peak throughout; ramp: up over the first 60 %, then hold; spike: a quarter of the peak
-    with the full peak for the middle fifth."""
+    with the full peak for the middle fifth.
+
+    Abstract, so that locust does not pick it up by itself (a discovered shape silently overrides -u, -r and
+    -t); `_shape_on_request` installs it when `--load-profile` asks for it."""
+
+    abstract = True
 
     def tick(self):
         options = self.runner.environment.parsed_options
@@ -154,17 +179,52 @@ class ProfileShape(LoadTestShape):
         return users, max(1, peak)
 
 
-@events.quitting.add_listener
-def _thresholds(environment, **_kwargs) -> None:
+@events.init.add_listener
+def _shape_on_request(environment, runner, **_kwargs) -> None:
+    """Install ProfileShape on the runner that drives users (local or master) when --load-profile names one.
+    init fires before a headless run starts and before the web UI's first swarm, so both see it."""
+    options = environment.parsed_options
+    if options is None or not options.load_profile or isinstance(runner, WorkerRunner):
+        return
+    given = [
+        flag
+        for flag, value in (("-u", options.num_users), ("-r", options.spawn_rate), ("-t", options.run_time))
+        if value
+    ]
+    if given:
+        log.warning("--load-profile %s sets users and duration: %s ignored", options.load_profile, ", ".join(given))
+    shape = ProfileShape()
+    shape.runner = runner
+    environment.shape_class = shape
+
+
+def threshold_breach(environment) -> str | None:
+    """Which of locust.conf's thresholds the run so far crosses, if any (None: within both, or no requests)."""
     stats, options = environment.stats.total, environment.parsed_options
     if not stats.num_requests or options is None:
-        return
+        return None
     p95 = stats.get_response_time_percentile(0.95)
     if stats.fail_ratio > options.max_failure_ratio:
-        log.error("failure ratio %.3f is above --max-failure-ratio %.3f", stats.fail_ratio, options.max_failure_ratio)
-        environment.process_exit_code = 1
-    elif p95 > options.max_p95_ms:
-        log.error("p95 %.0f ms is above --max-p95-ms %.0f", p95, options.max_p95_ms)
-        environment.process_exit_code = 1
+        return f"failure ratio {stats.fail_ratio:.3f} is above --max-failure-ratio {options.max_failure_ratio:.3f}"
+    if p95 > options.max_p95_ms:
+        return f"p95 {p95:.0f} ms is above --max-p95-ms {options.max_p95_ms:.0f}"
+    return None
+
+
+@events.test_stop.add_listener
+def _verdict(environment, **_kwargs) -> None:
+    """The thresholds' verdict when a run ends, in the log: a master that keeps running after its run (the web
+    UI, --autostart) has no exit code to show it."""
+    if isinstance(environment.runner, WorkerRunner) or not environment.stats.total.num_requests:
+        return
+    breach = threshold_breach(environment)
+    if breach:
+        log.error("thresholds: %s", breach)
     else:
-        environment.process_exit_code = 0
+        log.info("thresholds: within --max-failure-ratio and --max-p95-ms")
+
+
+@events.quitting.add_listener
+def _thresholds(environment, **_kwargs) -> None:
+    if environment.stats.total.num_requests and environment.parsed_options is not None:
+        environment.process_exit_code = 1 if threshold_breach(environment) else 0

@@ -45,6 +45,7 @@ def stack_from_env() -> Stack:
         alertmanager=ports.from_env("ALERTMANAGER_PORT"),
         webhook=ports.from_env("WEBHOOK_PORT"),
         grafana=ports.from_env("GRAFANA_PORT"),
+        locust=ports.from_env("LOCUST_PORT"),
     )
     return Stack(
         Path(os.environ.get("STATE_DIR", ROOT / ".state")),

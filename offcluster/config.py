@@ -1,6 +1,7 @@
 """Prometheus and Alertmanager configuration for the local stack, derived from the project's declarations.
 
-- scrape jobs: from the ServiceMonitors (`declarations.scrape`);
+- scrape jobs: from the ServiceMonitors (`declarations.scrape`), the load test's (loadtest/) included: its
+  master listens on the `locust` port while a run is going;
 - rule file: the PrometheusRule's groups;
 - intervals, timeout and podTargetLabels: the chart's Prometheus object (`declarations.chart`);
 - Alertmanager routing: the configuration the chart renders into its Secret from helmfile.yaml's values
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,8 @@ class Ports:
     alertmanager: int = ports.ALERTMANAGER
     webhook: int = ports.WEBHOOK
     grafana: int = ports.GRAFANA
+    # The locust master's web UI and /metrics.
+    locust: int = ports.LOCUST
 
 
 def app_container(objects: list[Obj]) -> Obj:
@@ -88,6 +92,7 @@ def build(
     scrape_interval: str | None = None,
     evaluation_interval: str | None = None,
     helmfile: Path = HELMFILE,
+    loadtest_objects: Sequence[Obj] = (),
 ) -> StackConfig:
     prometheus_object = chart.prometheus(helmfile=helmfile)
     spec = prometheus_object.get("spec") or {}
@@ -110,6 +115,15 @@ def build(
             pod_target_labels=spec.get("podTargetLabels") or (),
         ),
     }
+    if loadtest_objects:
+        # Read apart from the app's objects: the locust pods are not gunicorn pods (offcluster.pods). Its one
+        # local process, the master of a run, listens on the locust port.
+        prometheus["scrape_configs"] += scrape_configs(
+            list(loadtest_objects),
+            local_port=lambda _target: ports.locust,
+            interval=scrape_interval,
+            pod_target_labels=spec.get("podTargetLabels") or (),
+        )
     return StackConfig(
         prometheus=prometheus,
         rules=local_links(rule_groups(objects), ports),

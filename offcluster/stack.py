@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from declarations.manifests import MANIFESTS, ROOT, render
+from declarations.manifests import LOADTEST, MANIFESTS, ROOT, render
 from offcluster import config as stack_config
 from offcluster import grafana
 from offcluster.pods import LocalPod, local_pods
@@ -87,7 +87,10 @@ class Stack:
     def write_config(self) -> None:
         """Render the manifests and write every config file."""
         objects = render(self.manifests)
-        built = stack_config.build(objects, self.ports, self.rules_file, self.scrape_interval, self.evaluation_interval)
+        built = stack_config.build(
+            objects, self.ports, self.rules_file, self.scrape_interval, self.evaluation_interval,
+            loadtest_objects=render(LOADTEST),
+        )  # fmt: skip
         if self.rule_transform:
             built = stack_config.StackConfig(built.prometheus, self.rule_transform(built.rules), built.alertmanager)
         if self.alertmanager_transform:
@@ -174,6 +177,8 @@ class Stack:
             "prometheus": f"http://127.0.0.1:{self.ports.prometheus}",
             "alertmanager": f"http://127.0.0.1:{self.ports.alertmanager}",
             "alerts received": str(self.alerts_file),
+            # Up while a locust master runs there (make demo's runs, `locust ... --web-port`).
+            "locust": f"http://127.0.0.1:{self.ports.locust}",
         }
         if self.grafana is not None:
             urls["grafana"] = f"http://127.0.0.1:{self.ports.grafana}"

@@ -10,12 +10,17 @@ import pytest
 from grafana_foundation_sdk.models import units
 
 import dashboard
+import loadtest.metrics
 from dashboard.__main__ import main
 from dashboard.rows import drift, quality, slo, traffic
+from dashboard.rows import loadtest as loadtest_row
 from dashboard.rows import model as model_row
 
 DEFAULT_TITLES = {"", "Panel Title", "New panel"}
-ROW_TITLES = ["Traffic", "SLO", "Model", "Drift", "Canary against stable", "Alerts"]
+ROW_TITLES = ["Traffic", "SLO", "Model", "Drift", "Canary against stable", "Alerts", "Load test"]
+# The locust master's series: its own job (the loadtest Service), in the app's namespace.
+LOCUST_NAMES = {v for k, v in vars(loadtest.metrics).items() if k.startswith("LOCUST_")}
+LOCUST_JOB = f'job="{loadtest_row.LOCUST_JOB}"'
 # A vector selector: a metric name and its matchers (the tokenizer's job is names; this one's is matchers).
 SELECTOR = re.compile(r"(?<![\w:$])([A-Za-z_:][\w:]*)\s*\{([^}]*)\}")
 
@@ -106,7 +111,8 @@ def test_every_query_is_scoped_to_the_variables(panels: list[dict[str, Any]]) ->
             selectors = SELECTOR.findall(expr)
             assert selectors, f"{panel['title']}: no label filter in {expr}"
             for name, matchers in selectors:
-                assert 'job="$job"' in matchers, f'{panel["title"]}: {name} without job="$job"'
+                job = LOCUST_JOB if name in LOCUST_NAMES else 'job="$job"'
+                assert job in matchers, f"{panel['title']}: {name} without {job}"
                 if name != "ALERTS":
                     assert 'namespace="$namespace"' in matchers, f"{panel['title']}: {name} without namespace"
             assert 'namespace="$namespace"' in expr, f"{panel['title']}: {expr} ignores $namespace"
@@ -144,5 +150,5 @@ def test_queries_fill_in_the_variables(panels: list[dict[str, Any]]) -> None:
     assert {title for title, _ in result} == {p["title"] for p in panels}
     for title, expr in result:
         assert "$" not in expr, f"{title}: unsubstituted variable in {expr}"
-        assert 'job="wine-classifier"' in expr
+        assert 'job="wine-classifier"' in expr or LOCUST_JOB in expr
     assert any("[2m]" in expr for _, expr in result)

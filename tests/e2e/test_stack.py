@@ -29,11 +29,12 @@ from sklearn.datasets import load_wine
 from alerts import drift
 from alerts.drift import PSI
 from app.model import load
-from declarations.manifests import one, render, rule_groups
+from declarations.manifests import LOADTEST, one, render, rule_groups
 from declarations.scrape import operator_relabelings
 from declarations.targets import targets
 from harness.exposition import samples
 from harness.load import ROW
+from harness.locust import start_distributed
 from harness.server import ROOT, free_port, free_port_run
 from harness.stack import USERS, compress_for, compress_routing, eventually, query, run_locust, scalar
 from offcluster.config import Ports, local_links
@@ -49,7 +50,7 @@ SHIFTED = ("proline", "alcohol")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ports = Ports(
         app=free_port(), metrics=free_port_run(4), prometheus=free_port(), alertmanager=free_port(),
-        webhook=free_port(), grafana=free_port(),
+        webhook=free_port(), grafana=free_port(), locust=free_port(),
     )  # fmt: skip
     running = Stack(
         tmp_path_factory.mktemp("stack"),
@@ -73,7 +74,7 @@ def test_prometheus_discovers_every_replica_with_the_operators_labels(stack):
     assert replicas >= 2 and len(stack.pods) == replicas
 
     def targets_up():
-        result = query(stack, "up")
+        result = query(stack, f'up{{job="{service["metadata"]["name"]}"}}')
         assert len(result) == replicas and all(r["value"][1] == "1" for r in result), result
         return [r["metric"] for r in result]
 
@@ -94,8 +95,9 @@ def test_prometheus_discovers_every_replica_with_the_operators_labels(stack):
         assert pod.name.startswith(deployment["metadata"]["name"] + "-")
     targets = requests.get(f"{stack.urls['prometheus']}/api/v1/targets", timeout=10).json()["data"]
     pools = {t["scrapePool"] for t in targets["activeTargets"]}
-    name = monitor["metadata"]
-    assert pools == {f"serviceMonitor/{name['namespace']}/{name['name']}/0"}
+    # The app's ServiceMonitor and the load test's (its master is scraped on the locust port while a run goes).
+    name, locust = monitor["metadata"], one(render(LOADTEST), "ServiceMonitor")["metadata"]
+    assert pools == {f"serviceMonitor/{m['namespace']}/{m['name']}/0" for m in (name, locust)}
 
 
 def pod_counts(stack: Stack, name: str) -> dict[str, dict[tuple, float]]:
@@ -255,9 +257,57 @@ def test_every_dashboard_query_returns_data(stack):
     for title, expr in queries(namespace="ml-serving", job="wine-classifier", rate_interval="1m"):
         if "ALERTS" in expr:
             continue  # checked once an alert fires, below
+        if "locust_" in expr:
+            continue  # the load test row: with a locust master running, in the next test
         if not query(stack, expr):
             missing.append(f"{title}: {expr}")
     assert not missing, "panels without data:\n" + "\n".join(missing)
+
+
+def test_prometheus_scrapes_what_the_locust_master_counted_and_the_load_test_panels_have_data(stack, tmp_path):
+    """A locust master and two workers as processes, the master's web UI on the stack's locust port: what
+    Prometheus last scraped from the master equals locust's own final counts, and every query of the dashboard's
+    "Load test" row returns data during the run."""
+    from dashboard import queries
+    from dashboard.rows import loadtest as loadtest_row
+
+    row = {fn().build().title for fn in loadtest_row.PANELS}
+    run = start_distributed(
+        stack.urls["app"], tmp_path / "run", 2, "-u", "6", "-r", "6", "-t", "12s", "--autoquit", "8",
+        web_port=stack.ports.locust,
+    )  # fmt: skip
+    try:
+
+        def every_panel_has_data():
+            empty = [
+                f"{title}: {expr}"
+                for title, expr in queries(namespace="ml-serving", job="wine-classifier", rate_interval="5s")
+                if title in row and not query(stack, expr)
+            ]
+            assert not empty, "panels without data:\n" + "\n".join(empty)
+
+        def run_over():
+            assert scalar(stack, 'sum(locust_users{job="locust-master"})') == 0
+
+        eventually(every_panel_has_data, timeout=12)
+        eventually(run_over, timeout=20)
+    finally:
+        code = run.wait(60)
+    assert code == 0
+    # The master is gone; its last scrape came after the workers' last report (autoquit > report interval + scrape).
+    scraped = {
+        (r["metric"]["name"], r["metric"]["method"]): float(r["value"][1])
+        for r in query(stack, 'last_over_time(locust_requests_total{job="locust-master"}[1m])')
+    }
+    failed = {
+        (r["metric"]["name"], r["metric"]["method"]): float(r["value"][1])
+        for r in query(stack, 'last_over_time(locust_failures_total{job="locust-master"}[1m])')
+    }
+    counted = run.stats()
+    assert scraped == {k: v[0] for k, v in counted.items()}
+    assert failed == {k: v[1] for k, v in counted.items()}
+    assert sum(v[0] for v in counted.values()) > 50
+    print(f"\nlocust counted {counted}; Prometheus last scraped {scraped}")
 
 
 def test_drifted_traffic_lifts_psi_for_the_shifted_features_only(stack, tmp_path):

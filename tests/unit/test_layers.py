@@ -18,6 +18,9 @@ FLOORS: dict[str, int] = {
     # The model server (the only thing the image runs) and the declarations read as the cluster reads them.
     "app": 0,
     "declarations": 0,
+    # The load generator, which imports none of the packages: the dashboard reads its metric names
+    # (loadtest/metrics.py) as it reads the app's.
+    "loadtest": 0,
     # The rules generated from the thresholds; the discovery doctor.
     "alerts": 1,
     "doctor": 1,
@@ -30,7 +33,6 @@ FLOORS: dict[str, int] = {
     # Measurement tools: detection times of the alerts, benchmarks.
     "detection": 5,
     "benchmarks": 5,
-    "loadtest": 5,
 }
 
 
