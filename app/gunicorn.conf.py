@@ -24,8 +24,17 @@ _multiproc = Path(
     or tempfile.mkdtemp(prefix="prometheus-multiproc-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 )
 _multiproc.mkdir(parents=True, exist_ok=True)
-for _stale in _multiproc.glob("*.db"):
-    _stale.unlink()
+# gunicorn reads this file again on SIGHUP, in the same master, while its workers and the files holding the
+# model gauges and the dead workers' counts live on: only a new master wipes. The mark is the master's pid
+# in its own environment, not a file in the directory: the emptyDir outlives a container restart, and the new
+# container's master may get the same pid (1) again. A new master's counters start from zero, which
+# Prometheus reads as the process restart it is. `GUNICORN_PID` is set in a master re-executed by SIGUSR2,
+# whose parent still serves from the same files. docs/reliability.md, "Reloads and restarts".
+_MASTER_MARK = "PROMETHEUS_MULTIPROC_DIR_MASTER"
+if os.environ.get(_MASTER_MARK) != str(os.getpid()) and "GUNICORN_PID" not in os.environ:
+    for _stale in _multiproc.glob("*.db"):
+        _stale.unlink()
+os.environ[_MASTER_MARK] = str(os.getpid())
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_multiproc)
 
 
