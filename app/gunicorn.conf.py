@@ -92,17 +92,24 @@ METRICS_PORT = int(os.environ.get("METRICS_PORT", "9100"))
 
 def when_ready(server):
     import gc
+    from functools import partial
 
-    from app.exposition import start_metrics_server
+    from app.exposition import master_app
+    from app.liveness import arbiter_liveness
+    from app.metrics_server import start_metrics_server
 
     # Objects made by the preload (model, Flask, numpy) move to a permanent generation before the first fork:
     # workers then neither copy their pages on write when the collector scans them nor walk them again at
     # exit, which made each recycled worker spend ~0.3 s of CPU dying.
     gc.freeze()
 
-    server.metrics_server = start_metrics_server(METRICS_HOST, METRICS_PORT)
+    # The liveness probe asks the master, on this port, whether its workers beat: docs/reliability.md.
+    app = master_app(partial(arbiter_liveness, server))
+    server.metrics_server = start_metrics_server(METRICS_HOST, METRICS_PORT, app)
     server.log.info(
-        "metrics for all workers at http://%s:%d/metrics (served by the master)", METRICS_HOST, METRICS_PORT
+        "metrics for all workers at http://%s:%d/metrics, liveness at /healthz (served by the master)",
+        METRICS_HOST,
+        METRICS_PORT,
     )
 
 
