@@ -17,6 +17,7 @@ from app.metrics import METRICS_PORT_CONNECTIONS_CLOSED_TOTAL
 from app.metrics_server import HEAD_DEADLINE_SECONDS, MAX_CONNECTIONS, MAX_HEAD_BYTES
 from harness.exposition import total
 from harness.load import host_port
+from harness.processes import report
 from harness.server import Server
 
 PROBE_TIMEOUT = 2.0  # the Deployment's livenessProbe.timeoutSeconds, and the scrape's bound here
@@ -85,32 +86,53 @@ def test_stalled_heads_hold_no_thread_and_are_closed_and_counted(server, stalled
     socks = [_connect(address, HEADS[stalled_at]) for _ in range(STALLED)]
     try:
         started = time.monotonic()
-        for url in (server.metrics, _liveness(server)):
-            status, elapsed = _timed_get(url)
-            assert status == 200 and elapsed < PROBE_TIMEOUT, (url, status, elapsed)
-        assert _threads(server.process.pid) == threads, "a stalled client took a thread"
+        answers = {url: _timed_get(url) for url in (server.metrics, _liveness(server))}
+        threads_stalled = _threads(server.process.pid)
         still_open = _closed_by_server(socks, CLOSED_WITHIN - (time.monotonic() - started))
-        assert still_open == [], f"{len(still_open)} of {STALLED} stalled connections open after {CLOSED_WITHIN}s"
-        # Not before the deadline: a slow but honest client has that long.
-        assert time.monotonic() - started >= HEAD_DEADLINE_SECONDS - 0.5
+        closed_after = time.monotonic() - started
     finally:
         for sock in socks:
             sock.close()
-    assert _closed(server, "head_timeout") - before == STALLED
+    counted = _closed(server, "head_timeout") - before
+    report(
+        f"metrics port, {STALLED} stalled {stalled_at}",
+        scrape_s=round(answers[server.metrics][1], 3),
+        liveness_s=round(answers[_liveness(server)][1], 3),
+        master_threads=f"{threads} -> {threads_stalled}",
+        all_closed_after_s=round(closed_after, 2),
+        counted=counted,
+    )
+    for url, (status, elapsed) in answers.items():
+        assert status == 200 and elapsed < PROBE_TIMEOUT, (url, status, elapsed)
+    assert threads_stalled == threads, "a stalled client took a thread"
+    assert still_open == [], f"{len(still_open)} of {STALLED} stalled connections open after {CLOSED_WITHIN}s"
+    # Not before the deadline: a slow but honest client has that long.
+    assert closed_after >= HEAD_DEADLINE_SECONDS - 0.5
+    assert counted == STALLED
 
 
 def test_a_burst_of_connects_leaves_the_scrape_and_the_probe_answering(server):
     address = host_port(server.metrics)
     threads = _threads(server.process.pid)
+    started = time.monotonic()
     socks = [_connect(address) for _ in range(300)]
     try:
-        for url in (server.metrics, _liveness(server)):
-            status, elapsed = _timed_get(url)
-            assert status == 200 and elapsed < PROBE_TIMEOUT, (url, status, elapsed)
-        assert _threads(server.process.pid) == threads
+        connected = time.monotonic() - started
+        answers = {url: _timed_get(url) for url in (server.metrics, _liveness(server))}
+        threads_burst = _threads(server.process.pid)
     finally:
         for sock in socks:
             sock.close()
+    report(
+        "metrics port, 300 connects held open",
+        connect_all_s=round(connected, 3),
+        scrape_s=round(answers[server.metrics][1], 3),
+        liveness_s=round(answers[_liveness(server)][1], 3),
+        master_threads=f"{threads} -> {threads_burst}",
+    )
+    for url, (status, elapsed) in answers.items():
+        assert status == 200 and elapsed < PROBE_TIMEOUT, (url, status, elapsed)
+    assert threads_burst == threads
 
 
 def test_beyond_the_connection_limit_the_oldest_silent_ones_go(server):
@@ -146,12 +168,18 @@ def test_liveness_answers_while_stalled_bodies_hold_every_worker_thread(server):
     address = host_port(server.app)
     head = b"POST /predict HTTP/1.1\r\nHost: pod\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
     socks = [_connect(address, head) for _ in range(16)]
+    answers = []
     try:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            status, elapsed = _timed_get(_liveness(server))
-            assert status == 200 and elapsed < PROBE_TIMEOUT, (status, elapsed)
+            answers.append(_timed_get(_liveness(server)))
             time.sleep(0.5)
     finally:
         for sock in socks:
             sock.close()
+    report(
+        "liveness with 16 stalled bodies on the app port",
+        probes=len(answers),
+        slowest_s=round(max(e for _, e in answers), 3),
+    )
+    assert all(status == 200 and elapsed < PROBE_TIMEOUT for status, elapsed in answers), answers
