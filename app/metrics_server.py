@@ -118,22 +118,29 @@ class MetricsServer(WSGIServer):
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         while not self._stop.is_set():
-            now = time.monotonic()
-            first = min((next(iter(d.values())).deadline for d in (self._reading, self._writing) if d), default=now + 1)
-            timeout = min(max(first - now, 0.0), poll_interval)
-            for key, events in self._selector.select(timeout):
-                if key.fileobj is self.socket:
-                    self._accept()
-                elif key.fileobj is self._wake_read:
-                    self._drain_wake()
-                elif events & selectors.EVENT_READ:
-                    self._read(key.data)
-                else:
-                    self._write(key.data)
-            self._take_answers()
-            self._expire(time.monotonic())
+            try:
+                self._turn(poll_interval)
+            except Exception:  # the port must outlive any one connection's surprise
+                log.exception("metrics port: serving loop failed, continuing")
+                time.sleep(0.05)
         for connection in [*self._reading.values(), *self._writing.values()]:
             self._close(connection)
+
+    def _turn(self, poll_interval: float) -> None:
+        now = time.monotonic()
+        first = min((next(iter(d.values())).deadline for d in (self._reading, self._writing) if d), default=now + 1)
+        timeout = min(max(first - now, 0.0), poll_interval)
+        for key, events in self._selector.select(timeout):
+            if key.fileobj is self.socket:
+                self._accept()
+            elif key.fileobj is self._wake_read:
+                self._drain_wake()
+            elif events & selectors.EVENT_READ:
+                self._read(key.data)
+            else:
+                self._write(key.data)
+        self._take_answers()
+        self._expire(time.monotonic())
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -168,6 +175,7 @@ class MetricsServer(WSGIServer):
                 return
             except OSError as exc:  # out of descriptors, or the client gave up before we took it
                 log.warning("metrics port: accept failed: %s", exc)
+                time.sleep(0.05)  # the listener stays readable: do not spin on it
                 return
             if self.open_connections >= MAX_CONNECTIONS:
                 if not self._reading:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.metrics import (
@@ -135,7 +135,7 @@ def test_max_requests_recycling_keeps_counts_exact_and_model_gauges(server_facto
     _expected_gauges(model_dir, final)
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None)
 @given(
     steps=st.lists(
         st.tuples(st.integers(min_value=0, max_value=12), st.sampled_from(sorted(DISTURBANCES))),
