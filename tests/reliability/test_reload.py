@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,7 @@ WORKERS = 2
 MODEL_GAUGES = (MODEL_INFO, MODEL_TRAINING_ACCURACY, MODEL_REFERENCE_FEATURE_BIN_RATIO, MODEL_REFERENCE_CLASS_RATIO)
 # Each case replaces the workers at least once; a new worker boots in about a second here (more under load).
 SETTLE_SECONDS = 30
+FILE = re.compile(r"^[a-z_]+?_(?P<owner>\d+|archive)\.db$")
 
 
 def _predict(server: Server, count: int) -> None:
@@ -83,8 +84,16 @@ def _settled(server: Server, previous: set[int]) -> set[int]:
         what="a full set of new workers",
     )
     # The master folds a dead worker's files when it reaps it, in its main loop (woken at least every second).
-    time.sleep(1.5)
+    wait_until(lambda: _dead_owners(server) == set(), SETTLE_SECONDS, what="the dead workers' files folded")
     return live_workers(master)
+
+
+def _dead_owners(server: Server) -> set[int]:
+    """Pids that own a file in the multiprocess directory and are neither the master nor a live worker."""
+    owners = {
+        int(m["owner"]) for p in server.multiproc.glob("*.db") if (m := FILE.match(p.name)) and m["owner"].isdigit()
+    }
+    return owners - {server.process.pid, *live_workers(server.process.pid)}
 
 
 def _reload(server: Server) -> None:
