@@ -1,4 +1,5 @@
-"""`/metrics` served by the gunicorn master, merged from every worker's multiprocess files.
+"""`/metrics` served by the gunicorn master, merged from every worker's multiprocess files, and the master's
+liveness answer beside it (the server itself: app/metrics_server.py).
 
 Workers never serve it: a scrape must not queue behind predictions when every worker is busy, and the
 app port does not expose metrics to clients. The whole multiprocess design, its deviations and limits:
@@ -8,17 +9,20 @@ docs/metrics.md.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from app.metrics import metrics_port_closed
+
 METRICS_PATH = "/metrics"
+LIVENESS_PATH = "/healthz"
 ARCHIVE = "archive"
 
 # Held while a scrape reads the files and while a dead worker's files are folded into the archive, so
@@ -96,26 +100,33 @@ class _MonotonicCollector:
 
 def metrics_app(environ, start_response):
     if environ.get("PATH_INFO") != METRICS_PATH:
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"metrics are served at /metrics\n"]
+        return _not_found(start_response)
     # A fresh registry per scrape: the collector reads the files as they are now, including new workers'.
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_MonotonicCollector(_SizedFilesCollector(None)))
+    registry.register(metrics_port_closed)
     with _files_lock:
         return make_wsgi_app(registry)(environ, start_response)
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def _not_found(start_response):
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"metrics are served at /metrics\n"]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # scrapes every few seconds would drown the access log
-        pass
+def master_app(liveness: Callable[[], str | None]):
+    """The metrics port's WSGI app: `/metrics`, and `/healthz` answering from `liveness`, which returns None
+    when the master is live and else a reason from a fixed set (app/liveness.py)."""
 
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") != LIVENESS_PATH:
+            return metrics_app(environ, start_response)
+        reason = liveness()
+        if reason is None:
+            status, body = "200 OK", {"status": "ok"}
+        else:
+            status, body = "503 Service Unavailable", {"error": reason, "detail": "the master is not serving"}
+        start_response(status, [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+        return [json.dumps(body).encode()]
 
-def start_metrics_server(host: str, port: int) -> WSGIServer:
-    server = make_server(host, port, metrics_app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True).start()
-    return server
+    return app

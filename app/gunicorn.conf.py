@@ -24,8 +24,17 @@ _multiproc = Path(
     or tempfile.mkdtemp(prefix="prometheus-multiproc-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 )
 _multiproc.mkdir(parents=True, exist_ok=True)
-for _stale in _multiproc.glob("*.db"):
-    _stale.unlink()
+# gunicorn reads this file again on SIGHUP, in the same master, while its workers and the files holding the
+# model gauges and the dead workers' counts live on: only a new master wipes. The mark is the master's pid
+# in its own environment, not a file in the directory: the emptyDir outlives a container restart, and the new
+# container's master may get the same pid (1) again. A new master's counters start from zero, which
+# Prometheus reads as the process restart it is. `GUNICORN_PID` is set in a master re-executed by SIGUSR2,
+# whose parent still serves from the same files. docs/reliability.md, "Reloads and restarts".
+_MASTER_MARK = "PROMETHEUS_MULTIPROC_DIR_MASTER"
+if os.environ.get(_MASTER_MARK) != str(os.getpid()) and "GUNICORN_PID" not in os.environ:
+    for _stale in _multiproc.glob("*.db"):
+        _stale.unlink()
+os.environ[_MASTER_MARK] = str(os.getpid())
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_multiproc)
 
 
@@ -83,17 +92,24 @@ METRICS_PORT = int(os.environ.get("METRICS_PORT", "9100"))
 
 def when_ready(server):
     import gc
+    from functools import partial
 
-    from app.exposition import start_metrics_server
+    from app.exposition import master_app
+    from app.liveness import arbiter_liveness
+    from app.metrics_server import start_metrics_server
 
     # Objects made by the preload (model, Flask, numpy) move to a permanent generation before the first fork:
     # workers then neither copy their pages on write when the collector scans them nor walk them again at
     # exit, which made each recycled worker spend ~0.3 s of CPU dying.
     gc.freeze()
 
-    server.metrics_server = start_metrics_server(METRICS_HOST, METRICS_PORT)
+    # The liveness probe asks the master, on this port, whether its workers beat: docs/reliability.md.
+    app = master_app(partial(arbiter_liveness, server))
+    server.metrics_server = start_metrics_server(METRICS_HOST, METRICS_PORT, app)
     server.log.info(
-        "metrics for all workers at http://%s:%d/metrics (served by the master)", METRICS_HOST, METRICS_PORT
+        "metrics for all workers at http://%s:%d/metrics, liveness at /healthz (served by the master)",
+        METRICS_HOST,
+        METRICS_PORT,
     )
 
 

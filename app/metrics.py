@@ -13,7 +13,11 @@ numbers: docs/metrics.md.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily
 
 # The latency SLO threshold must be a bucket boundary so that the SLI is an exact bucket ratio. 0.25 is
 # written the same way by prometheus_client and by Prometheus 3's `le` normalisation.
@@ -57,6 +61,14 @@ INVALID_REASONS = (
     "feedback_store_full",
 )
 
+# Why the master's metrics port closed a connection without answering it (app/metrics_server.py). A fixed set.
+METRICS_PORT_CLOSE_REASONS = (
+    "head_timeout",  # the request line and headers did not arrive within the deadline
+    "head_too_large",
+    "write_timeout",  # the client did not take the answer within the deadline
+    "connection_limit",  # evicted, or refused, to stay under the number of open connections
+)
+
 HTTP_REQUESTS_TOTAL = "http_requests_total"
 HTTP_REQUEST_DURATION_SECONDS = "http_request_duration_seconds"
 HTTP_REQUESTS_IN_FLIGHT = "http_requests_in_flight"
@@ -71,6 +83,7 @@ MODEL_INVALID_REQUESTS_TOTAL = "model_invalid_requests_total"
 MODEL_INFO = "model_info"
 MODEL_FEEDBACK_TOTAL = "model_feedback_total"
 MODEL_TRAINING_ACCURACY = "model_training_accuracy"
+METRICS_PORT_CONNECTIONS_CLOSED_TOTAL = "metrics_port_connections_closed_total"
 
 # A counter's constructor takes the name with or without `_total`; prometheus_client strips it and writes it back
 # on the exported sample.
@@ -149,6 +162,47 @@ training_accuracy = Gauge(
     "Accuracy of the loaded model on its held-out test split at training time: the bar live accuracy meets.",
     ["model_version"],
     multiprocess_mode="max",
+)
+
+
+class MasterCounter:
+    """A counter kept in the gunicorn master's memory and exposed by the master's own /metrics.
+
+    Not a multiprocess file: prometheus_client guards its files with one lock per process, and a worker the
+    master forks while one of its server threads holds that lock would wait for it forever. The count starts
+    at 0 with each master, as a process's counters do.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str, values: Sequence[str]) -> None:
+        self._name, self._documentation, self._label = name, documentation, label
+        self._counts = dict.fromkeys(values, 0)
+        self._lock = threading.Lock()
+
+    def inc(self, value: str) -> None:
+        if value not in self._counts:
+            raise ValueError(f"{value!r} is not one of {tuple(self._counts)}")
+        with self._lock:
+            self._counts[value] += 1
+
+    def value(self, value: str) -> int:
+        return self._counts[value]
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self._name, self._documentation, labels=[self._label])]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        with self._lock:
+            for value, count in self._counts.items():
+                family.add_metric([value], count)
+        return [family]
+
+
+metrics_port_closed = MasterCounter(
+    METRICS_PORT_CONNECTIONS_CLOSED_TOTAL,
+    "Connections the master's metrics port closed without an answer, by reason (counted by the master alone).",
+    "reason",
+    METRICS_PORT_CLOSE_REASONS,
 )
 
 

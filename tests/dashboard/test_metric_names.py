@@ -20,10 +20,10 @@ SAMPLE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_co
 
 def exported_names() -> set[str]:
     """The sample names app/metrics.py's collectors expose (`_created` samples do not exist in multiprocess
-    mode, so nothing may use them)."""
+    mode, so nothing may use them), the workers' and the master's own."""
     names: set[str] = set()
     for value in vars(app.metrics).values():
-        if isinstance(value, MetricWrapperBase):
+        if isinstance(value, (MetricWrapperBase, app.metrics.MasterCounter)):
             for family in value.describe():
                 names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
     return names

@@ -78,3 +78,15 @@ def served_get_paths(routes: Path = ROOT / "app" / "routes.py") -> set[str]:
             if "GET" in methods:
                 paths.add(decorator.args[0].value)
     return paths
+
+
+def master_paths(exposition: Path = ROOT / "app" / "exposition.py") -> set[str]:
+    """Paths the master serves on the metrics port (`*_PATH = "/x"` in app/exposition.py), read without
+    importing it, for the same reason as above."""
+    paths: set[str] = set()
+    for node in ast.parse(exposition.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            if any(n.endswith("_PATH") for n in names) and str(node.value.value).startswith("/"):
+                paths.add(node.value.value)
+    return paths

@@ -17,6 +17,7 @@ from tests.manifests.deploy_spec import (
     MONITORING_NAMESPACE,
     Obj,
     graceful_timeout,
+    master_paths,
     of_kind,
     one,
     served_get_paths,
@@ -31,6 +32,8 @@ from tests.manifests.kube_logic import (
 # Routes the app serves: liveness must not depend on the model, readiness must.
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
+# The label that admits a pod to the app port (manifests/networkpolicy.yaml, docs/cluster.md).
+CLIENT_LABEL = "wine-classifier/client"
 
 
 def _pod(objects: list[Obj]) -> dict[str, Any]:
@@ -108,21 +111,29 @@ def test_every_service_port_reaches_a_named_container_port(base_objects: list[Ob
 
 def test_the_probe_paths_are_routes_of_the_app() -> None:
     served = served_get_paths()
+    # The app port keeps its /healthz for users and tools; the liveness probe asks the master's.
     assert {LIVENESS_PATH, READINESS_PATH} <= served, f"app/routes.py serves {sorted(served)}"
+    assert master_paths() == {"/metrics", LIVENESS_PATH}
 
 
-def test_probes_hit_the_apps_paths_on_the_app_port(base_objects: list[Obj]) -> None:
+def test_probes_hit_the_right_process(base_objects: list[Obj]) -> None:
+    """Readiness and start-up ask the workers on PORT (they hold the model); liveness asks the master on
+    METRICS_PORT, which clients of the app port cannot occupy (docs/reliability.md, "Liveness")."""
     container = _container(base_objects)
     ports = _container_ports(container)
-    expected = {"livenessProbe": LIVENESS_PATH, "readinessProbe": READINESS_PATH, "startupProbe": READINESS_PATH}
-    for probe_name, path in expected.items():
+    env = _env(container)
+    expected = {
+        "livenessProbe": (LIVENESS_PATH, "METRICS_PORT"),
+        "readinessProbe": (READINESS_PATH, "PORT"),
+        "startupProbe": (READINESS_PATH, "PORT"),
+    }
+    for probe_name, (path, port_variable) in expected.items():
         probe = container.get(probe_name)
         assert probe, f"no {probe_name}"
         http = probe["httpGet"]
-        assert http["path"] == path, f"{probe_name} hits {http['path']}, the app serves it on {path}"
+        assert http["path"] == path, f"{probe_name} hits {http['path']}, not {path}"
         assert http["port"] in ports, f"{probe_name} port {http['port']!r} is not a named container port"
-        # /healthz and /readyz are served by the workers on PORT; the metrics port belongs to the master.
-        assert ports[http["port"]] == int(_env(container)["PORT"])
+        assert ports[http["port"]] == int(env[port_variable]), f"{probe_name} is not on {port_variable}"
 
 
 def test_the_serve_command_is_the_images(base_objects: list[Obj]) -> None:
@@ -301,9 +312,22 @@ def test_networkpolicy_keeps_everyone_else_off_the_metrics_port(
     assert not _reachable(base_objects, "metrics", "default", prometheus)
 
 
-def test_networkpolicy_lets_clients_reach_the_app_port(base_objects: list[Obj]) -> None:
-    assert _reachable(base_objects, "http", "default", {"run": "curl"})
-    assert _reachable(base_objects, "http", APP_NAMESPACE, {})
+def test_networkpolicy_lets_labelled_clients_reach_the_app_port(base_objects: list[Obj]) -> None:
+    client = {CLIENT_LABEL: "true", "run": "locust"}
+    for namespace in ("default", APP_NAMESPACE, "loadtest"):
+        assert _reachable(base_objects, "http", namespace, client), namespace
+
+
+def test_networkpolicy_keeps_unlabelled_pods_off_the_app_port(
+    base_objects: list[Obj], chart_prometheus: Obj, release: dict[str, Any]
+) -> None:
+    assert not _reachable(base_objects, "http", "default", {"run": "curl"})
+    assert not _reachable(base_objects, "http", APP_NAMESPACE, {})
+    assert not _reachable(base_objects, "http", "default", {CLIENT_LABEL: "false"})
+    # Prometheus scrapes the metrics port only.
+    assert not _reachable(base_objects, "http", release["namespace"], chart.prometheus_pod_labels(chart_prometheus))
+    # A client of the app port gets nothing on the metrics port.
+    assert not _reachable(base_objects, "metrics", "default", {CLIENT_LABEL: "true"})
 
 
 def test_networkpolicy_allows_no_egress_beyond_dns(base_objects: list[Obj]) -> None:

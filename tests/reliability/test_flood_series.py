@@ -101,6 +101,10 @@ def expected_series(model_dir: Path) -> set[SampleKey]:
                 expected.update((f"{metric._name}_{s}", tuple(sorted(labels))) for s in ("count", "sum"))
             else:
                 pytest.fail(f"{metric._name}: no rule for a {kind}")
+    # The master's own counters, served beside the workers' (app/metrics.py, MasterCounter).
+    for master in (m for m in vars(metrics).values() if isinstance(m, metrics.MasterCounter)):
+        for family in master.collect():
+            expected.update((s.name, tuple(sorted(s.labels.items()))) for s in family.samples)
     return expected
 
 
