@@ -22,8 +22,6 @@ from tests.manifests.test_lint import _hadolint
 from tests.manifests.test_manifests_schema import _crd_errors, _validate_core
 
 LOADTEST = ROOT / "loadtest"
-# The label the app's NetworkPolicy admits clients by.
-CLIENT_LABEL = ("wine-classifier/client", "true")
 LOCUST_FILES = ("__init__.py", "locustfile.py", "locust.conf", "exporter.py", "metrics.py")
 
 
@@ -146,10 +144,16 @@ def test_workers_find_the_master_by_its_service(objects: list[Obj]) -> None:
     assert container_ports == {"web": 8089, "workers": 5557}
 
 
-def test_only_the_pods_that_send_requests_carry_the_client_label(objects: list[Obj]) -> None:
-    key, value = CLIENT_LABEL
-    assert _pod(objects, "worker")["metadata"]["labels"].get(key) == value
-    assert key not in _pod(objects, "master")["metadata"]["labels"]
+def test_the_apps_network_policy_admits_the_workers_and_not_the_master(
+    objects: list[Obj], base_objects: list[Obj]
+) -> None:
+    # Asked of the app's own NetworkPolicy (manifests/), so the client label is written in one place.
+    app = one(base_objects, "Deployment", APP)["spec"]["template"]["metadata"]["labels"]
+    policies = of_kind(base_objects, "NetworkPolicy")
+    ns = namespace_labels(APP_NAMESPACE)
+    for component, admitted in (("worker", True), ("master", False)):
+        labels = _pod(objects, component)["metadata"]["labels"]
+        assert ingress_allowed(policies, APP_NAMESPACE, app, 8000, "http", APP_NAMESPACE, ns, labels) is admitted
 
 
 def _egress_allowed(policies: list[Obj], src_labels: dict[str, str], dst_ns: str, dst_labels: dict, port: int) -> bool:
