@@ -1,7 +1,7 @@
 """Minutes of traffic through the real app: what each minute added to every series its /metrics exports.
 
 A minute is sampled by sending its requests (rows drawn at random from the wine data set, with the small
-noise of loadtest/locustfile.py, altered as the traffic says) to the real gunicorn service, then reading
+noise of loadtest/rows.py, altered as the traffic says) to the real gunicorn service, then reading
 /metrics before and after. Requests go out as fast as the service answers: a "minute" is its request count
 (Poisson around rate x 60), not 60 s of wall time. Input-bin counts reach /metrics up to a flush interval
 late, so a minute ends only once every accepted row's values are counted.
@@ -15,19 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import requests
-from sklearn.datasets import load_wine
 
 from app.metrics import MODEL_INPUT_FEATURE_BIN_TOTAL, MODEL_PREDICTIONS_TOTAL, MODEL_REFERENCE_FEATURE_BIN_RATIO
 from harness.exposition import SampleKey, typed_samples
+from loadtest.rows import CLASSES, FEATURES, STD, noisy_rows
 
 SeriesKey = SampleKey
 Sample = dict[SeriesKey, float]
 
-_WINE = load_wine()
-FEATURES: list[str] = list(_WINE.feature_names)
-CLASSES: list[str] = [str(c) for c in _WINE.target_names]
-STD = _WINE.data.std(axis=0)
-NOISE = 0.05  # standard deviations, as the load test adds
 FEEDBACK_SHARE = 0.3
 
 
@@ -44,8 +39,7 @@ class Traffic:
     estimator: str = ""  # the model family the service runs (`python -m app.train --estimator`); "": the default
 
     def rows(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
-        picked = rng.integers(0, len(_WINE.data), n)
-        rows = _WINE.data[picked] + rng.normal(0.0, NOISE, (n, len(FEATURES))) * STD
+        rows, classes = noisy_rows(rng, n)
         if self.feature:
             j = FEATURES.index(self.feature)
             if self.alter == "shift":
@@ -54,7 +48,7 @@ class Traffic:
                 rows[:, j] = 0.0
             elif self.alter == "x1000":
                 rows[:, j] *= 1000
-        return np.round(rows, 4), [CLASSES[t] for t in _WINE.target[picked]]
+        return np.round(rows, 4), classes
 
     def reported(self, actual: str) -> str:
         return CLASSES[(CLASSES.index(actual) + 1) % len(CLASSES)] if actual == self.mislabelled else actual

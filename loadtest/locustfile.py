@@ -34,22 +34,15 @@ import numpy as np
 from locust import LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import WorkerRunner
-from sklearn.datasets import load_wine
 
 # The package this file belongs to, importable from wherever locust is started (locust puts only the current
 # directory and this file's own directory on the path).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # Its init listener serves the master's numbers on /metrics.
 from loadtest import exporter  # noqa: F401
+from loadtest.rows import CLASSES, FEATURES, STD, noisy_rows
 
 log = logging.getLogger("loadtest")
-
-_WINE = load_wine()
-FEATURES: list[str] = list(_WINE.feature_names)
-DATA: np.ndarray = _WINE.data
-TARGET: np.ndarray = _WINE.target
-CLASSES: list[str] = [str(c) for c in _WINE.target_names]
-STD: np.ndarray = DATA.std(axis=0)
 
 # (body, content type, expected status): each is refused for a different reason.
 INVALID_REQUESTS: list[tuple[bytes, str, int]] = [
@@ -108,9 +101,8 @@ class ModelClient(FastHttpUser):
 
     def sample(self, n: int) -> tuple[list[list[float]], list[str]]:
         """n rows drawn from the data set with a little noise, and each row's true class."""
-        picked = self.rng.integers(0, len(DATA), n)
-        noisy = DATA[picked] + self.rng.normal(0.0, 0.05, (n, DATA.shape[1])) * STD + self.shift
-        return np.round(noisy, 4).tolist(), [CLASSES[t] for t in TARGET[picked]]
+        rows, classes = noisy_rows(self.rng, n, self.shift)
+        return rows.tolist(), classes
 
     def rows(self, n: int) -> list[list[float]]:
         return self.sample(n)[0]

@@ -22,7 +22,7 @@ from tests.manifests.test_lint import _hadolint
 from tests.manifests.test_manifests_schema import _crd_errors, _validate_core
 
 LOADTEST = ROOT / "loadtest"
-LOCUST_FILES = ("__init__.py", "locustfile.py", "locust.conf", "exporter.py", "metrics.py")
+LOCUST_FILES = ("__init__.py", "locustfile.py", "locust.conf", "exporter.py", "metrics.py", "rows.py")
 
 
 @pytest.fixture(scope="module")
