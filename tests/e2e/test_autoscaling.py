@@ -21,7 +21,7 @@ import pytest
 
 from declarations.autoscaling import desired_replicas, prometheus_triggers, replica_bounds
 from declarations.manifests import one, render
-from harness.image import quantity
+from harness.pod_runtime import quantity
 from harness.processes import report
 from harness.server import ROOT, free_port, free_port_run
 from harness.stack import query, run_locust
