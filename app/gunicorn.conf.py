@@ -48,7 +48,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or _allowed_cpus())
 # up to `threads` requests at once per worker, overlapping one request's reading and writing with another's
 # model call. Measured with `python -m benchmarks.peers` on 2 CPUs (README, Benchmarks): 4 threads beat 2 and 8
 # at 1 and 256 rows, and every gthread setting beat sync (2x the requests/s at 1 row).
-worker_class = "gthread"
+worker_class = "app.worker.BufferingWorker"
 threads = 4
 preload_app = True
 # gthread beats its heartbeat from the worker's main loop: a worker that stops serving is killed after this, a

@@ -1,0 +1,413 @@
+"""gunicorn's gthread worker, changed in two ways: no client can hold a thread, and connections spread evenly.
+
+1. **Requests are read by the poller, not by threads.** gthread hands a connection to a thread as soon as it is
+   readable, and the thread then blocks until the request is whole: sixteen connections that send headers and
+   one byte of body hold every thread of two 4-thread workers, and `/healthz` stops answering. Here the worker's
+   poller reads each connection's bytes without blocking into a buffer of its own until the request is whole
+   (`app.request_framing`), under a deadline for the headers and one for the body, and only then hands the
+   connection and its buffer to a thread, whose parser reads the buffer first. A connection that misses a
+   deadline or sends more than any valid request holds is closed by the poller and counted in
+   `http_connections_closed_total{reason}`. A client that sent `Expect: 100-continue` gets its interim answer
+   from the poller. Kept-alive connections wait in the poller, as before, for `keepalive` seconds.
+2. **Each worker accepts only while it holds no more connections than the least-loaded live worker** (plus
+   `ACCEPT_SLACK`). Workers publish their open connections in a small shared-memory table made by the master
+   before it forks; a worker that declines stops polling the listener, so the connection waits in the backlog
+   for the least-loaded worker, which does. Without this, whichever worker woke first took the connection, and
+   kept-alive clients piled onto one worker (docs/reliability.md, "Slow clients and connection spread").
+
+Settings (environment, seconds): `REQUEST_HEADER_TIMEOUT` (default 5; from the first byte of a request, or from
+the connect), `REQUEST_BODY_TIMEOUT` (default 5; from the end of the headers), `REQUEST_MAX_HEADER_BYTES`
+(default 65536), `ACCEPT_SLACK` (default 0; connections over the least-loaded worker a worker may hold and still
+accept), `WORKER_BUFFER_BUDGET_BYTES` (default 64 MiB; request bytes a worker buffers at most: past it, it stops
+reading bodies until requests leave, and the kernel's flow control holds the rest back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+import selectors
+import socket
+import struct
+import time
+from collections.abc import Callable
+from functools import partial
+
+from gunicorn import http
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from app.request_framing import RequestFraming, Verdict
+from app.validation import MAX_BODY_BYTES
+
+HEADER_TIMEOUT = float(os.environ.get("REQUEST_HEADER_TIMEOUT", "5"))
+BODY_TIMEOUT = float(os.environ.get("REQUEST_BODY_TIMEOUT", "5"))
+MAX_HEADER_BYTES = int(os.environ.get("REQUEST_MAX_HEADER_BYTES", "65536"))
+ACCEPT_SLACK = int(os.environ.get("ACCEPT_SLACK", "0"))
+BUFFER_BUDGET = int(os.environ.get("WORKER_BUFFER_BUDGET_BYTES", str(64 * 1024 * 1024)))
+# A stopping worker keeps its idle kept-alive connections this long, for a request already on its way.
+STOP_LINGER = 2.0
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _Phase:
+    IDLE = 0  # kept alive, no byte of a next request yet
+    HEADERS = 1
+    BODY = 2
+
+
+class BufferedConn(TConn):
+    """A connection with the bytes the poller has read for its next request."""
+
+    def __init__(self, cfg, sock, client, server) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.buf = bytearray()
+        self.framing: RequestFraming | None = None
+        self.phase = _Phase.HEADERS
+        self.deadline = 0.0
+        self.continue_sent = False
+        self.paused = False
+
+    def start_request(self, data: bytes, idle: bool, now: float, keepalive: float) -> None:
+        self.buf = bytearray(data)
+        self.framing = RequestFraming(MAX_HEADER_BYTES, MAX_BODY_BYTES, self.cfg.limit_request_field_size)
+        self.continue_sent = False
+        self.phase = _Phase.IDLE if idle else _Phase.HEADERS
+        self.deadline = now + (keepalive if idle else HEADER_TIMEOUT)
+
+
+# ---- the shared table of connections per worker ---------------------------------------------------------------
+
+_SLOT = struct.Struct("qqd")  # pid (0: free, -1: reserved by the master for a worker not yet running), conns, stamp
+_HEADER = struct.Struct("q")  # slots in use (a high-water mark: only these are scanned)
+SLOTS = 256
+# A slot whose worker has not written for this long is ignored (its worker died, hangs, or is stopping).
+LIVE_SECONDS = 5.0
+# A reserved slot whose worker never started is reused after this long.
+RESERVED_SECONDS = 60.0
+# Anonymous shared memory, mapped when gunicorn imports the worker class in the master: every worker forked from
+# it shares the same pages, and a new master (a new pod) starts from an empty table.
+_TABLE = mmap.mmap(-1, _HEADER.size + SLOTS * _SLOT.size)
+
+
+def _slot_offset(slot: int) -> int:
+    return _HEADER.size + slot * _SLOT.size
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reserve_slot(table: mmap.mmap = _TABLE) -> int | None:
+    """Pick a slot for a worker about to be forked; only the master calls this, from one thread."""
+    now = time.monotonic()
+    (used,) = _HEADER.unpack_from(table, 0)
+    for slot in range(SLOTS):
+        pid, _, stamp = _SLOT.unpack_from(table, _slot_offset(slot))
+        free = (
+            pid == 0
+            or (pid > 0 and not _alive(pid))  # died (a SIGKILL leaves its slot behind; gunicorn has reaped it)
+            or (pid == -1 and now - stamp > RESERVED_SECONDS)
+        )
+        if free:
+            _SLOT.pack_into(table, _slot_offset(slot), -1, 0, now)
+            if slot >= used:
+                _HEADER.pack_into(table, 0, slot + 1)
+            return slot
+    return None
+
+
+def live_slots(table: mmap.mmap, now: float) -> list[tuple[int, int]]:
+    """(pid, connections) of every live worker."""
+    (used,) = _HEADER.unpack_from(table, 0)
+    return [
+        (pid, conns)
+        for pid, conns, stamp in _SLOT.iter_unpack(table[_HEADER.size : _slot_offset(used)])
+        if pid > 0 and now - stamp < LIVE_SECONDS
+    ]
+
+
+def wake_address(master: int, pid: int) -> bytes:
+    """The abstract Unix socket a worker listens on for "your turn to accept" (no file, gone with the process)."""
+    return f"\0gunicorn-accept-{master}-{pid}".encode()
+
+
+# ---- the worker ----------------------------------------------------------------------------------------------
+
+
+class BufferingWorker(ThreadWorker):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Runs in the master, before the fork: the slot is chosen where no other worker can race for it.
+        self.slot = reserve_slot()
+        self.reading: dict[BufferedConn, None] = {}  # connections whose request the poller is reading
+        self.buffered = 0  # bytes held in their buffers
+        self.closed: dict[str, Callable[[], None]] = {}
+
+    def init_process(self) -> None:
+        from app import metrics
+
+        metrics.initialise_connection_close_reasons()
+        self.closed = {r: metrics.connections_closed.labels(r).inc for r in metrics.CONNECTION_CLOSE_REASONS}
+        self.waker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.waker.bind(wake_address(self.ppid, os.getpid()))
+        self.waker.setblocking(False)
+        self._publish()
+        super().init_process()
+
+    # ---- the shared table ----------------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        if self.slot is not None:
+            _SLOT.pack_into(_TABLE, _slot_offset(self.slot), os.getpid(), self.nr_conns, time.monotonic())
+
+    def _leave_table(self) -> None:
+        if self.slot is not None:
+            _SLOT.pack_into(_TABLE, _slot_offset(self.slot), 0, 0, 0.0)
+            self.slot = None
+
+    def _may_accept(self) -> bool:
+        if not self.alive or self.nr_conns >= self.worker_connections:
+            return False
+        if self.slot is None:
+            return True
+        live = live_slots(_TABLE, time.monotonic())
+        return not live or self.nr_conns <= min(c for _, c in live) + ACCEPT_SLACK
+
+    def _wake_eligible(self) -> None:
+        """After an accept raised the least load, wake the workers that may now accept: they stopped polling the
+        listener when they declined, and would otherwise only look again at their next event."""
+        live = live_slots(_TABLE, time.monotonic())
+        if len(live) < 2:
+            return
+        least = min(c for _, c in live)
+        me = os.getpid()
+        for pid, conns in live:
+            if pid != me and conns <= least + ACCEPT_SLACK:
+                # Failing means gone, or its queue full of earlier wake-ups: it is awake either way.
+                with contextlib.suppress(OSError):
+                    self.waker.sendto(b"!", wake_address(self.ppid, pid))
+
+    def _on_wake(self, _sock) -> None:
+        try:
+            while self.waker.recv(64):
+                pass
+        except OSError:
+            pass
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+        self.poller.register(self.waker, selectors.EVENT_READ, self._on_wake)
+        while self.alive:
+            self.notify()
+            self._publish()
+            # Polling the listener only while this worker may accept: a declined connection left in a
+            # level-triggered poller would wake it again at once.
+            self.set_accept_enabled(self._may_accept())
+            self.wait_for_and_dispatch_events(timeout=1.0)
+            if not self.is_parent_alive():
+                break
+            self._expire(time.monotonic())
+            self._resume_paused()
+
+        # Stopping: no more connections; requests under way finish, idle connections linger briefly.
+        self._leave_table()
+        self.set_accept_enabled(False)
+        linger = time.monotonic() + STOP_LINGER
+        for conn in self.reading:
+            if conn.phase == _Phase.IDLE:
+                conn.deadline = min(conn.deadline, linger)
+        give_up = time.monotonic() + self.cfg.graceful_timeout
+        while self.nr_conns > 0 and time.monotonic() < give_up:
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=0.5)
+            self._expire(time.monotonic())
+            self._resume_paused()
+        for conn in list(self.reading):
+            self._drop(conn, None)
+        self.tpool.shutdown(wait=False)
+        self.waker.close()
+        self.poller.close()
+        self.method_queue.close()
+        for s in self.sockets:
+            s.close()
+
+    def accept(self, listener) -> None:
+        if not self._may_accept():
+            # Another worker's load fell below ours since this loop looked: leave the connection to it.
+            self.set_accept_enabled(False)
+            return
+        try:
+            sock, client = listener.accept()
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = BufferedConn(self.cfg, sock, client, listener.getsockname())
+        self._watch(conn, b"", idle=False)
+        self._publish()
+        self._wake_eligible()
+
+    # ---- reading requests in the poller --------------------------------------------------------------------
+
+    def _watch(self, conn: BufferedConn, data: bytes, idle: bool) -> None:
+        """Wait in the poller for `conn`'s next request, of which `data` was already read."""
+        conn.sock.setblocking(False)
+        conn.start_request(data, idle, time.monotonic(), self.cfg.keepalive)
+        self.buffered += len(data)
+        self.reading[conn] = None
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        if data:
+            self._judge(conn)
+
+    def _on_readable(self, conn: BufferedConn, _sock) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn, None)  # the client went away: not a refusal
+            return
+        if conn.phase == _Phase.IDLE:
+            conn.phase = _Phase.HEADERS
+            conn.deadline = time.monotonic() + HEADER_TIMEOUT
+        conn.buf += data
+        self.buffered += len(data)
+        self._judge(conn)
+
+    def _judge(self, conn: BufferedConn) -> None:
+        verdict = conn.framing.scan(conn.buf)
+        if verdict is Verdict.NEED_HEADERS:
+            return
+        if verdict is Verdict.NEED_BODY:
+            if conn.phase != _Phase.BODY:
+                conn.phase = _Phase.BODY
+                conn.deadline = time.monotonic() + BODY_TIMEOUT
+                if conn.framing.expects_continue:
+                    self._send_continue(conn)
+            if self.buffered > BUFFER_BUDGET:
+                self._pause(conn)
+            return
+        if verdict is Verdict.TOO_LARGE:
+            self._drop(conn, "too_large")
+            return
+        if verdict is Verdict.READY and conn.framing.expects_continue:
+            conn.continue_sent = True  # the body came without it: no interim answer is due (RFC 9110 10.1.1)
+        self._hand_off(conn)
+
+    def _send_continue(self, conn: BufferedConn) -> None:
+        # 25 bytes on a connection whose send buffer is empty (the previous answer was sent before its next
+        # request was read): a non-blocking send takes them all or, on a dead connection, fails.
+        with contextlib.suppress(OSError):
+            conn.continue_sent = conn.sock.send(CONTINUE) == len(CONTINUE)
+
+    def _hand_off(self, conn: BufferedConn) -> None:
+        self._unwatch(conn)
+        self.enqueue_req(conn)
+
+    def _unwatch(self, conn: BufferedConn) -> None:
+        self.reading.pop(conn, None)
+        self.buffered -= len(conn.buf)
+        if not conn.paused:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
+        conn.paused = False
+
+    def _drop(self, conn: BufferedConn, reason: str | None) -> None:
+        self._unwatch(conn)
+        conn.buf = bytearray()
+        self.nr_conns -= 1
+        if reason is not None:
+            self.closed[reason]()
+        conn.close()
+
+    def _expire(self, now: float) -> None:
+        late = [c for c in self.reading if c.deadline <= now]
+        for conn in late:
+            reason = {_Phase.IDLE: None, _Phase.HEADERS: "header_timeout", _Phase.BODY: "body_timeout"}[conn.phase]
+            self._drop(conn, reason)
+
+    def _pause(self, conn: BufferedConn) -> None:
+        """Stop reading a body while the worker holds too much: the kernel's flow control slows the client."""
+        if not conn.paused:
+            self.poller.unregister(conn.sock)
+            conn.paused = True
+
+    def _resume_paused(self) -> None:
+        if self.buffered > BUFFER_BUDGET:
+            return
+        for conn in self.reading:
+            if conn.paused:
+                conn.paused = False
+                self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    # ---- in a thread: a whole request, read from the buffer ------------------------------------------------
+
+    def handle(self, conn: BufferedConn):
+        """Serve the request the poller buffered. Runs in a thread; reads from the socket only past the buffer."""
+        req = None
+        try:
+            conn.init()
+            # A safety net, never reached by a request the poller judged whole: a read past the buffer (a body
+            # handed over to be refused) or a send to a client that does not read waits this long at most.
+            conn.sock.settimeout(BODY_TIMEOUT)
+            if conn.buf:
+                conn.parser.unreader.unread(bytes(conn.buf))
+                conn.buf = bytearray()
+            req = next(conn.parser)
+            if not req:
+                return False
+            return self._keepalive_after(conn, self.handle_request(req, conn))
+        except http.errors.NoMoreData as e:
+            self.log.debug("Ignored premature client disconnection. %s", e)
+        except StopIteration as e:
+            self.log.debug("Closing connection. %s", e)
+        except TimeoutError:
+            self.closed["read_timeout"]()
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self.log.exception("Socket error processing request.")
+        except Exception as e:
+            self.handle_error(req, conn.sock, conn.client, e)
+        return False
+
+    def handle_request(self, req, conn: BufferedConn):
+        if conn.continue_sent:
+            req._expected_100_continue = False  # the poller already answered it
+        return super().handle_request(req, conn)
+
+    def finish_request(self, conn: BufferedConn, fs) -> None:
+        """Back on the poller's thread after a request: keep the connection for the next one, or close it."""
+        try:
+            keep = bool(fs.result()) if not fs.cancelled() else False
+        except Exception:
+            keep = False
+        if not keep:
+            self.nr_conns -= 1
+            conn.close(graceful=True)
+            return
+        try:
+            # Bytes read past this request (a pipelined next one) go back to the poller like any others.
+            ahead = conn.parser.unreader.take_buffered()
+            self._watch(conn, ahead, idle=not ahead)
+        except OSError:
+            self._drop(conn, None)
+            return
+        if not self.alive and conn in self.reading and conn.phase == _Phase.IDLE:
+            conn.deadline = min(conn.deadline, time.monotonic() + STOP_LINGER)
+
+    def handle_exit(self, sig, frame) -> None:
+        self._leave_table()
+        super().handle_exit(sig, frame)
