@@ -1,0 +1,56 @@
+"""Kept-alive connections spread evenly over the workers (app/worker.py), with THE gunicorn command.
+
+A load generator opens its connections at once and keeps them: whichever worker takes each one serves it for
+the whole run. With gunicorn's stock gthread worker, whichever worker woke first took it, and 4 connections
+ended 3-1 or 4-0 on 2 workers (docs/reliability.md). Counted from /proc (the sockets each worker pid holds).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from benchmarks.connections import connections_per_worker, spread
+from harness.load import host_port
+
+REQUEST = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def _serve_once(sock: socket.socket) -> None:
+    """One request on a kept-alive connection, its whole answer read."""
+    sock.sendall(REQUEST)
+    got = b""
+    while True:
+        head_end = got.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = int(re.search(rb"(?i)content-length: *(\d+)", got[:head_end]).group(1))
+            if len(got) >= head_end + 4 + length:
+                assert got.startswith(b"HTTP/1.1 200"), got[:100]
+                return
+        chunk = sock.recv(4096)
+        assert chunk, "closed"
+        got += chunk
+
+
+@pytest.mark.parametrize("clients", [4, 16])
+def test_kept_alive_connections_spread_evenly_over_the_workers(server, clients):
+    address = host_port(server.app)
+    for attempt in range(3):  # three rounds of connections opened together, as a load generator does
+        with ThreadPoolExecutor(clients) as pool:
+            socks = list(pool.map(lambda _: socket.create_connection(address, timeout=10), range(clients)))
+            try:
+                for _ in range(3):
+                    list(pool.map(_serve_once, socks))
+                time.sleep(0.2)
+                counts = connections_per_worker(server.process.pid, address[1])
+            finally:
+                for sock in socks:
+                    sock.close()
+        print(f"\n[figure] {clients} kept-alive clients, round {attempt + 1}: per worker {spread(counts)}")
+        assert len(counts) == 2 and sum(counts.values()) == clients, counts
+        assert max(counts.values()) - min(counts.values()) <= 1, spread(counts)
+        time.sleep(0.5)
