@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from benchmarks.connections import connections_per_worker, spread
+from benchmarks.connections import connections_per_worker, spread, worker_pids
 from harness.load import host_port
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -39,6 +39,12 @@ def _serve_once(sock: socket.socket) -> None:
 @pytest.mark.parametrize("clients", [4, 16])
 def test_kept_alive_connections_spread_evenly_over_the_workers(server, clients):
     address = host_port(server.app)
+    # The server answers once one worker does; the other may still be booting, and takes no connection until it
+    # runs (as in a pod before its readiness probe passes). Both running: each has its connection table slot.
+    deadline = time.monotonic() + 20
+    while len(worker_pids(server.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
     for attempt in range(3):  # three rounds of connections opened together, as a load generator does
         with ThreadPoolExecutor(clients) as pool:
             socks = list(pool.map(lambda _: socket.create_connection(address, timeout=10), range(clients)))
