@@ -83,7 +83,7 @@ _SLOT = struct.Struct("qqd")  # pid (0: free, -1: reserved by the master for a w
 _HEADER = struct.Struct("q")  # slots in use (a high-water mark: only these are scanned)
 SLOTS = 256
 # A slot whose worker has not written for this long is ignored (its worker died, hangs, or is stopping).
-LIVE_SECONDS = 5.0
+LIVE_SECONDS = 10.0
 # A reserved slot whose worker never started is reused after this long.
 RESERVED_SECONDS = 60.0
 # Anonymous shared memory, mapped when gunicorn imports the worker class in the master: every worker forked from
@@ -106,22 +106,28 @@ def _alive(pid: int) -> bool:
 
 
 def reserve_slot(table: mmap.mmap = _TABLE) -> int | None:
-    """Pick a slot for a worker about to be forked; only the master calls this, from one thread."""
+    """Pick a slot for a worker about to be forked; only the master calls this, from one thread.
+
+    Slots of workers that died without leaving the table (SIGKILL, a crash) are cleared on the way: gunicorn
+    has reaped them by the time it spawns their replacement, so their pids no longer exist.
+    """
     now = time.monotonic()
     (used,) = _HEADER.unpack_from(table, 0)
-    for slot in range(SLOTS):
+    chosen = None
+    for slot in range(used):
         pid, _, stamp = _SLOT.unpack_from(table, _slot_offset(slot))
-        free = (
-            pid == 0
-            or (pid > 0 and not _alive(pid))  # died (a SIGKILL leaves its slot behind; gunicorn has reaped it)
-            or (pid == -1 and now - stamp > RESERVED_SECONDS)
-        )
-        if free:
-            _SLOT.pack_into(table, _slot_offset(slot), -1, 0, now)
-            if slot >= used:
-                _HEADER.pack_into(table, 0, slot + 1)
-            return slot
-    return None
+        if (pid > 0 and not _alive(pid)) or (pid == -1 and now - stamp > RESERVED_SECONDS):
+            _SLOT.pack_into(table, _slot_offset(slot), 0, 0, 0.0)
+            pid = 0
+        if pid == 0 and chosen is None:
+            chosen = slot
+    if chosen is None:
+        if used >= SLOTS:
+            return None
+        chosen = used
+        _HEADER.pack_into(table, 0, used + 1)
+    _SLOT.pack_into(table, _slot_offset(chosen), -1, 0, now)
+    return chosen
 
 
 def live_slots(table: mmap.mmap, now: float) -> list[tuple[int, int]]:
@@ -178,8 +184,9 @@ class BufferingWorker(ThreadWorker):
             return False
         if self.slot is None:
             return True
-        live = live_slots(_TABLE, time.monotonic())
-        return not live or self.nr_conns <= min(c for _, c in live) + ACCEPT_SLACK
+        me = os.getpid()
+        others = [c for pid, c in live_slots(_TABLE, time.monotonic()) if pid != me]
+        return not others or self.nr_conns <= min(min(others), self.nr_conns) + ACCEPT_SLACK
 
     def _wake_eligible(self) -> None:
         """After an accept raised the least load, wake the workers that may now accept: they stopped polling the
