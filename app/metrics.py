@@ -170,6 +170,6 @@ def initialise_invalid_reasons() -> None:
 
 
 def initialise_connection_close_reasons() -> None:
-    """Export every reason at 0 (called by each worker as it starts)."""
+    """Export every reason at 0 (called in the master, before the workers are forked)."""
     for reason in CONNECTION_CLOSE_REASONS:
         connections_closed.labels(reason)

@@ -155,13 +155,16 @@ class BufferingWorker(ThreadWorker):
         self.slot = reserve_slot()
         self.reading: dict[BufferedConn, None] = {}  # connections whose request the poller is reading
         self.buffered = 0  # bytes held in their buffers
-        self.closed: dict[str, Callable[[], None]] = {}
-
-    def init_process(self) -> None:
         from app import metrics
 
+        # In the master, which exports every reason at 0 from its own file (as the app's other fixed label sets);
+        # a worker writes a file of its own only when it first counts one.
         metrics.initialise_connection_close_reasons()
-        self.closed = {r: metrics.connections_closed.labels(r).inc for r in metrics.CONNECTION_CLOSE_REASONS}
+        self.closed: dict[str, Callable[[], None]] = {
+            r: metrics.connections_closed.labels(r).inc for r in metrics.CONNECTION_CLOSE_REASONS
+        }
+
+    def init_process(self) -> None:
         self.waker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.waker.bind(wake_address(self.ppid, os.getpid()))
         self.waker.setblocking(False)
