@@ -98,6 +98,11 @@ def run_round(server: Server, variant: str, rows: int, connections: int, seconds
     address = host_port(server.app)
     payload = request_bytes(rows)
     result = Round(variant, rows)
+    # Each round is a fresh set of clients: wait until the workers have closed the last round's connections, or a
+    # worker still counting connections its clients already closed would look busier than it is.
+    deadline = time.monotonic() + 10
+    while sum(connections_per_worker(server.process.pid, address[1]).values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     socks = [socket.create_connection(address, timeout=10) for _ in range(connections)]
     lock = threading.Lock()
     go, stop = threading.Event(), threading.Event()
