@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 ESTABLISHED = "01"
+LISTEN = "0A"
 
 
 def worker_pids(master: int) -> list[int]:
@@ -24,8 +25,9 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def _established_inodes(port: int) -> set[str]:
-    """Inodes of the established TCP connections whose local port is `port` (the server's side)."""
+def _connection_inodes(port: int, closing: bool) -> set[str]:
+    """Inodes of the TCP connections whose local port is `port` (the server's side): established ones, and with
+    `closing` also those the client has closed but the server not yet (CLOSE_WAIT...)."""
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -35,15 +37,17 @@ def _established_inodes(port: int) -> set[str]:
         for line in lines:
             fields = line.split()
             local, state, inode = fields[1], fields[3], fields[9]
-            if state == ESTABLISHED and int(local.rsplit(":", 1)[1], 16) == port:
+            wanted = state != LISTEN if closing else state == ESTABLISHED
+            if wanted and int(local.rsplit(":", 1)[1], 16) == port:
                 found.add(inode)
     return found
 
 
-def connections_per_worker(master: int, port: int) -> dict[int, int]:
-    """Established connections to `port` each worker of `master` holds (0 for a worker holding none)."""
-    established = _established_inodes(port)
-    return {pid: len(_socket_inodes(pid) & established) for pid in worker_pids(master)}
+def connections_per_worker(master: int, port: int, closing: bool = False) -> dict[int, int]:
+    """Established connections to `port` each worker of `master` holds (0 for a worker holding none); with
+    `closing`, also those whose client has closed and the worker has not yet."""
+    found = _connection_inodes(port, closing)
+    return {pid: len(_socket_inodes(pid) & found) for pid in worker_pids(master)}
 
 
 def spread(counts: dict[int, int]) -> tuple[int, ...]:

@@ -101,7 +101,8 @@ def run_round(server: Server, variant: str, rows: int, connections: int, seconds
     # Each round is a fresh set of clients: wait until the workers have closed the last round's connections, or a
     # worker still counting connections its clients already closed would look busier than it is.
     deadline = time.monotonic() + 10
-    while sum(connections_per_worker(server.process.pid, address[1]).values()) and time.monotonic() < deadline:
+    master, port = server.process.pid, address[1]
+    while sum(connections_per_worker(master, port, closing=True).values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     socks = [socket.create_connection(address, timeout=10) for _ in range(connections)]
     lock = threading.Lock()
