@@ -7,7 +7,9 @@ ended 3-1 or 4-0 on 2 workers (docs/reliability.md). Counted from /proc (the soc
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,3 +62,34 @@ def test_kept_alive_connections_spread_evenly_over_the_workers(server, clients):
         assert len(counts) == 2 and sum(counts.values()) == clients, counts
         assert max(counts.values()) - min(counts.values()) <= 1, spread(counts)
         time.sleep(0.5)
+
+
+def test_a_killed_workers_slot_holds_nobody_back(server_factory):
+    server = server_factory(workers=2)
+    master, address = server.process.pid, host_port(server.app)
+    deadline = time.monotonic() + 20
+    while len(worker_pids(master)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    # SIGKILL an idle worker: it never clears its slot, which says 0 connections, the least of all. Unless the
+    # master clears it when it spawns the replacement, no live worker may accept a second connection until the
+    # slot goes stale (10 s).
+    victim = worker_pids(master)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while (victim in worker_pids(master) or len(worker_pids(master)) < 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    started = time.monotonic()
+    socks = [socket.create_connection(address, timeout=10) for _ in range(4)]
+    try:
+        for sock in socks:
+            _serve_once(sock)
+        served_within = time.monotonic() - started
+        counts = connections_per_worker(master, address[1])
+    finally:
+        for sock in socks:
+            sock.close()
+    print(f"\n[figure] after a SIGKILL: per worker {spread(counts)}, 4 connections served in {served_within:.2f} s")
+    assert spread(counts) == (2, 2), counts
+    assert served_within < 2.0
