@@ -49,6 +49,7 @@ BUFFER_BUDGET = int(os.environ.get("WORKER_BUFFER_BUDGET_BYTES", str(64 * 1024 *
 # A stopping worker keeps its idle kept-alive connections this long, for a request already on its way.
 STOP_LINGER = 2.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+EXPIRY_SCAN_SECONDS = 0.1
 
 
 class _Phase:
@@ -155,6 +156,8 @@ class BufferingWorker(ThreadWorker):
         self.slot = reserve_slot()
         self.reading: dict[BufferedConn, None] = {}  # connections whose request the poller is reading
         self.buffered = 0  # bytes held in their buffers
+        self.paused = 0  # connections whose reading waits for the buffers to shrink
+        self.next_expiry_scan = 0.0
         from app import metrics
 
         # In the master, which exports every reason at 0 from its own file (as the app's other fixed label sets);
@@ -307,7 +310,8 @@ class BufferingWorker(ThreadWorker):
                 conn.deadline = time.monotonic() + BODY_TIMEOUT
                 if conn.framing.expects_continue:
                     self._send_continue(conn)
-            if self.buffered > BUFFER_BUDGET:
+            # Only for what the other connections hold: a request never waits on its own bytes.
+            if self.buffered - len(conn.buf) > BUFFER_BUDGET:
                 self._pause(conn)
             return
         if verdict is Verdict.TOO_LARGE:
@@ -330,10 +334,12 @@ class BufferingWorker(ThreadWorker):
     def _unwatch(self, conn: BufferedConn) -> None:
         self.reading.pop(conn, None)
         self.buffered -= len(conn.buf)
-        if not conn.paused:
+        if conn.paused:
+            conn.paused = False
+            self.paused -= 1
+        else:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.poller.unregister(conn.sock)
-        conn.paused = False
 
     def _drop(self, conn: BufferedConn, reason: str | None) -> None:
         self._unwatch(conn)
@@ -344,6 +350,11 @@ class BufferingWorker(ThreadWorker):
         conn.close()
 
     def _expire(self, now: float) -> None:
+        # Deadlines are seconds long: looking ten times a second is enough, and keeps a busy loop (one pass per
+        # event) from scanning every open connection per request.
+        if now < self.next_expiry_scan:
+            return
+        self.next_expiry_scan = now + EXPIRY_SCAN_SECONDS
         late = [c for c in self.reading if c.deadline <= now]
         for conn in late:
             reason = {_Phase.IDLE: None, _Phase.HEADERS: "header_timeout", _Phase.BODY: "body_timeout"}[conn.phase]
@@ -354,13 +365,15 @@ class BufferingWorker(ThreadWorker):
         if not conn.paused:
             self.poller.unregister(conn.sock)
             conn.paused = True
+            self.paused += 1
 
     def _resume_paused(self) -> None:
-        if self.buffered > BUFFER_BUDGET:
+        if not self.paused:
             return
         for conn in self.reading:
-            if conn.paused:
+            if conn.paused and self.buffered - len(conn.buf) <= BUFFER_BUDGET:
                 conn.paused = False
+                self.paused -= 1
                 self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     # ---- in a thread: a whole request, read from the buffer ------------------------------------------------
@@ -412,7 +425,7 @@ class BufferingWorker(ThreadWorker):
             # Bytes read past this request (a pipelined next one) go back to the poller like any others.
             ahead = conn.parser.unreader.take_buffered()
             self._watch(conn, ahead, idle=not ahead)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the socket was closed (no file descriptor to poll)
             self._drop(conn, None)
             return
         if not self.alive and conn in self.reading and conn.phase == _Phase.IDLE:

@@ -8,6 +8,7 @@ closes, while probes and predictions are timed. Every stalled connection must be
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -19,7 +20,7 @@ import pytest
 import requests
 
 from app.metrics import CONNECTION_CLOSE_REASONS
-from harness.load import BODY, host_port
+from harness.load import BODY, ROW, host_port
 
 WORKERS, THREADS = 2, 4  # THE config: app/gunicorn.conf.py
 STALLED = 2 * WORKERS * THREADS
@@ -250,3 +251,23 @@ def test_headers_beyond_any_valid_request_are_closed_and_counted(server):
     time.sleep(0.5)
     after = closed_counts(server.scrape())
     assert after["too_large"] - before["too_large"] == 1
+
+
+def test_past_the_buffer_budget_bodies_wait_their_turn_and_small_requests_pass(server_factory):
+    # One worker, so that every connection shares its budget: 2000 bytes, less than one of these bodies. What can
+    # go wrong is a deadlock (a paused body never read again): each request here must still be served.
+    server = server_factory(workers=1, WORKER_BUFFER_BUDGET_BYTES="2000")
+    body = b'{"instances": [' + b",".join([json.dumps(ROW).encode()] * 40) + b"]}"
+    assert len(body) > 2500
+    first, second = (socket.create_connection(host_port(server.app), timeout=10) for _ in range(2))
+    with first, second:
+        first.sendall(_post(body)[:-200])
+        time.sleep(0.3)
+        # The first holds most of the budget: the second is read until the worker notices, then waits.
+        second.sendall(_post(body)[:-200])
+        time.sleep(0.3)
+        # A request that arrives whole is never held back.
+        assert requests.get(server.app + "/healthz", timeout=PROBE_TIMEOUT).ok
+        assert _status(_exchange(first, _post(body)[-200:])[0]) == 200
+        # The first is gone from the buffers: the second is read again and served.
+        assert _status(_exchange(second, _post(body)[-200:])[0]) == 200
