@@ -15,6 +15,8 @@
    for the least-loaded worker, which does. Without this, whichever worker woke first took the connection, and
    kept-alive clients piled onto one worker (docs/reliability.md, "Slow clients and connection spread").
 
+Plain HTTP/1.x only: with TLS or HTTP/2 configured, gunicorn refuses to start with this worker.
+
 Settings (environment, seconds): `REQUEST_HEADER_TIMEOUT` (default 5; from the first byte of a request, or from
 the connect), `REQUEST_BODY_TIMEOUT` (default 5; from the end of the headers), `REQUEST_MAX_HEADER_BYTES`
 (default 65536), `ACCEPT_SLACK` (default 0; connections over the least-loaded worker a worker may hold and still
@@ -150,6 +152,14 @@ def wake_address(master: int, pid: int) -> bytes:
 
 
 class BufferingWorker(ThreadWorker):
+    @classmethod
+    def check_config(cls, cfg, log) -> None:
+        super().check_config(cfg, log)
+        # The poller frames HTTP/1.x on plain TCP; TLS and HTTP/2 (which gthread also serves) would reach a
+        # thread unframed. The pod serves plain HTTP/1.1 behind its Service: refuse to start otherwise.
+        if cfg.is_ssl or "h2" in cfg.http_protocols:
+            raise RuntimeError("app.worker.BufferingWorker serves plain HTTP/1.x only (no TLS, no HTTP/2)")
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Runs in the master, before the fork: the slot is chosen where no other worker can race for it.
