@@ -178,8 +178,10 @@ class BufferingWorker(ThreadWorker):
         }
 
     def init_process(self) -> None:
+        self.me = os.getpid()
+        self.in_table = self.slot is not None
         self.waker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.waker.bind(wake_address(self.ppid, os.getpid()))
+        self.waker.bind(wake_address(self.ppid, self.me))
         self.waker.setblocking(False)
         self._publish()
         super().init_process()
@@ -187,21 +189,22 @@ class BufferingWorker(ThreadWorker):
     # ---- the shared table ----------------------------------------------------------------------------------
 
     def _publish(self) -> None:
-        if self.slot is not None:
-            _SLOT.pack_into(_TABLE, _slot_offset(self.slot), os.getpid(), self.nr_conns, time.monotonic())
+        if self.in_table:
+            _SLOT.pack_into(_TABLE, _slot_offset(self.slot), self.me, self.nr_conns, time.monotonic())
 
     def _leave_table(self) -> None:
+        # Called from the SIGTERM handler and again after the loop: a signal landing inside _publish could
+        # otherwise leave this worker's entry written back after the first clear.
+        self.in_table = False
         if self.slot is not None:
             _SLOT.pack_into(_TABLE, _slot_offset(self.slot), 0, 0, 0.0)
-            self.slot = None
 
     def _may_accept(self) -> bool:
         if not self.alive or self.nr_conns >= self.worker_connections:
             return False
         if self.slot is None:
             return True
-        me = os.getpid()
-        others = [c for pid, c in live_slots(_TABLE, time.monotonic()) if pid != me]
+        others = [c for pid, c in live_slots(_TABLE, time.monotonic()) if pid != self.me]
         return not others or self.nr_conns <= min(min(others), self.nr_conns) + ACCEPT_SLACK
 
     def _wake_eligible(self) -> None:
@@ -211,9 +214,8 @@ class BufferingWorker(ThreadWorker):
         if len(live) < 2:
             return
         least = min(c for _, c in live)
-        me = os.getpid()
         for pid, conns in live:
-            if pid != me and conns <= least + ACCEPT_SLACK:
+            if pid != self.me and conns <= least + ACCEPT_SLACK:
                 # Failing means gone, or its queue full of earlier wake-ups: it is awake either way.
                 with contextlib.suppress(OSError):
                     self.waker.sendto(b"!", wake_address(self.ppid, pid))
