@@ -52,6 +52,8 @@ BUFFER_BUDGET = int(os.environ.get("WORKER_BUFFER_BUDGET_BYTES", str(64 * 1024 *
 STOP_LINGER = 2.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 EXPIRY_SCAN_SECONDS = 0.1
+# A worker rewrites its table entry at least this often, even when idle and unchanged (its heartbeat there).
+PUBLISH_SECONDS = 0.5
 
 
 class _Phase:
@@ -168,6 +170,7 @@ class BufferingWorker(ThreadWorker):
         self.buffered = 0  # bytes held in their buffers
         self.paused = 0  # connections whose reading waits for the buffers to shrink
         self.next_expiry_scan = 0.0
+        self.published = (-1, 0.0)  # (connections, when) last written to the table
         from app import metrics
 
         # In the master, which exports every reason at 0 from its own file (as the app's other fixed label sets);
@@ -189,8 +192,20 @@ class BufferingWorker(ThreadWorker):
     # ---- the shared table ----------------------------------------------------------------------------------
 
     def _publish(self) -> None:
+        now = time.monotonic()
+        self.published = (self.nr_conns, now)
         if self.in_table:
-            _SLOT.pack_into(_TABLE, _slot_offset(self.slot), self.me, self.nr_conns, time.monotonic())
+            _SLOT.pack_into(_TABLE, _slot_offset(self.slot), self.me, self.nr_conns, now)
+
+    def _republish(self) -> None:
+        """Publish and decide whether to poll the listener, when it can have changed: this worker's count moved, a
+        peer woke it, or a beat (the stamp that says this worker lives) is due. Not on every pass of a busy loop."""
+        count, at = self.published
+        if count != self.nr_conns or time.monotonic() - at > PUBLISH_SECONDS:
+            self._publish()
+            # Polling the listener only while this worker may accept: a declined connection left in a
+            # level-triggered poller would wake it again at once.
+            self.set_accept_enabled(self._may_accept())
 
     def _leave_table(self) -> None:
         # Called from the SIGTERM handler and again after the loop: a signal landing inside _publish could
@@ -226,6 +241,7 @@ class BufferingWorker(ThreadWorker):
                 pass
         except OSError:
             pass
+        self.published = (-1, 0.0)  # look again at the next pass
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
@@ -234,10 +250,7 @@ class BufferingWorker(ThreadWorker):
         self.poller.register(self.waker, selectors.EVENT_READ, self._on_wake)
         while self.alive:
             self.notify()
-            self._publish()
-            # Polling the listener only while this worker may accept: a declined connection left in a
-            # level-triggered poller would wake it again at once.
-            self.set_accept_enabled(self._may_accept())
+            self._republish()
             self.wait_for_and_dispatch_events(timeout=1.0)
             if not self.is_parent_alive():
                 break
@@ -282,6 +295,7 @@ class BufferingWorker(ThreadWorker):
         self._watch(conn, b"", idle=False)
         self._publish()
         self._wake_eligible()
+        self.set_accept_enabled(self._may_accept())
 
     # ---- reading requests in the poller --------------------------------------------------------------------
 
