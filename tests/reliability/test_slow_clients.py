@@ -271,3 +271,25 @@ def test_past_the_buffer_budget_bodies_wait_their_turn_and_small_requests_pass(s
         assert _status(_exchange(first, _post(body)[-200:])[0]) == 200
         # The first is gone from the buffers: the second is read again and served.
         assert _status(_exchange(second, _post(body)[-200:])[0]) == 200
+
+
+def test_a_client_that_does_not_read_its_answers_holds_a_thread_for_the_deadline_at_most(server_factory):
+    # Pipelined 256-row requests, answers never read: once the socket buffers are full the thread's send blocks,
+    # until the kernel's send timeout (REQUEST_BODY_TIMEOUT, 1 s here) frees it and the connection is closed.
+    server = server_factory(REQUEST_BODY_TIMEOUT="1")
+    before = closed_counts(server.scrape())
+    big = _post(json.dumps({"instances": [ROW] * 256}).encode())
+    sock = socket.create_connection(host_port(server.app))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(0.5)
+    try:
+        with pytest.raises(OSError):  # the server stops reading, then closes: a send times out or fails
+            for _ in range(2000):
+                sock.sendall(big)
+        deadline = time.monotonic() + 10
+        while closed_counts(server.scrape())["read_timeout"] == before["read_timeout"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert closed_counts(server.scrape())["read_timeout"] - before["read_timeout"] == 1
+        assert requests.get(server.app + "/healthz", timeout=PROBE_TIMEOUT).ok
+    finally:
+        sock.close()
