@@ -56,8 +56,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or _allowed_cpus())
 # TCP connection. gthread keeps idle connections in a poller (no thread held) for `keepalive` seconds, and runs
 # up to `threads` requests at once per worker, overlapping one request's reading and writing with another's
 # model call. Measured with `python -m benchmarks.peers` on 2 CPUs (README, Benchmarks): 4 threads beat 2 and 8
-# at 1 and 256 rows, and every gthread setting beat sync (2x the requests/s at 1 row).
-worker_class = "gthread"
+# at 1 and 256 rows, and every gthread setting beat sync (2x the requests/s at 1 row). The worker is gthread with
+# two changes (app/worker.py, docs/reliability.md): requests are read whole by its poller before a thread sees
+# them, so no slow or stalled client holds a thread, and each worker accepts only while it holds no more
+# connections than the least-loaded one, so kept-alive connections spread evenly.
+worker_class = "app.worker.BufferingWorker"
 threads = 4
 preload_app = True
 # gthread beats its heartbeat from the worker's main loop: a worker that stops serving is killed after this, a

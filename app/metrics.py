@@ -84,6 +84,14 @@ MODEL_INFO = "model_info"
 MODEL_FEEDBACK_TOTAL = "model_feedback_total"
 MODEL_TRAINING_ACCURACY = "model_training_accuracy"
 METRICS_PORT_CONNECTIONS_CLOSED_TOTAL = "metrics_port_connections_closed_total"
+HTTP_CONNECTIONS_CLOSED_TOTAL = "http_connections_closed_total"
+
+# Why a worker closed a connection before its request was whole (app/worker.py). A fixed set, each exported at
+# 0 by every worker: `header_timeout` / `body_timeout` (the request's headers, or its body, did not arrive
+# within their deadline), `too_large` (more header or raw body bytes than any valid request carries),
+# `read_timeout` (a read in a request thread waited past its deadline: only a request handed over before its
+# body was complete can get there).
+CONNECTION_CLOSE_REASONS = ("header_timeout", "body_timeout", "too_large", "read_timeout")
 
 # A counter's constructor takes the name with or without `_total`; prometheus_client strips it and writes it back
 # on the exported sample.
@@ -164,6 +172,12 @@ training_accuracy = Gauge(
     multiprocess_mode="max",
 )
 
+connections_closed = Counter(
+    HTTP_CONNECTIONS_CLOSED_TOTAL,
+    "Connections a worker closed before their request was complete (a client too slow or sending too much).",
+    ["reason"],
+)
+
 
 class MasterCounter:
     """A counter kept in the gunicorn master's memory and exposed by the master's own /metrics.
@@ -214,3 +228,9 @@ def initialise_invalid_reasons() -> None:
     """Export every reason at 0 so that rates exist before the first bad request."""
     for reason in INVALID_REASONS:
         invalid_requests.labels(reason)
+
+
+def initialise_connection_close_reasons() -> None:
+    """Export every reason at 0 (called in the master, before the workers are forked)."""
+    for reason in CONNECTION_CLOSE_REASONS:
+        connections_closed.labels(reason)
