@@ -35,10 +35,12 @@ def test_predict_rows_as_lists_and_objects_agree(client, app):
 def test_predictions_are_counted_by_class(client, app):
     version = app.extensions["model_state"].model.version
     before = sample("model_predictions_total", model_version=version, predicted_class="class_2")
+    recorder = app.extensions["model_state"].metrics
+    recorder.flush()  # rows per batch are summed in the worker and written each second
     rows_before = sample("model_batch_rows_sum")
     post(client, {"instances": [ROW] * 5})
     assert sample("model_predictions_total", model_version=version, predicted_class="class_2") == before + 5
-    app.extensions["model_state"].metrics.flush()  # rows per batch are summed in the worker, written each second
+    recorder.flush()
     assert sample("model_batch_rows_sum") == rows_before + 5
 
 
