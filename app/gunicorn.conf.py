@@ -55,8 +55,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or _allowed_cpus())
 # Threads, for keep-alive: the sync worker answers every request with `Connection: close`, so each one paid a new
 # TCP connection. gthread keeps idle connections in a poller (no thread held) for `keepalive` seconds, and runs
 # up to `threads` requests at once per worker, overlapping one request's reading and writing with another's
-# model call. Measured with `python -m benchmarks.peers` on 2 CPUs (README, Benchmarks): 4 threads beat 2 and 8
-# at 1 and 256 rows, and every gthread setting beat sync (2x the requests/s at 1 row). The worker is gthread with
+# model call. Measured with `python -m benchmarks.peers` (docs/benchmarks.md, "Levers"): every gthread setting
+# beat sync (2x the requests/s at 1 row); 1 thread halves the tail at 4 connections but loses 8 % of the
+# throughput at 16, 2 threads and 3 workers gave nothing. The worker is gthread with
 # two changes (app/worker.py, docs/reliability.md): requests are read whole by its poller before a thread sees
 # them, so no slow or stalled client holds a thread, and each worker accepts only while it holds no more
 # connections than the least-loaded one, so kept-alive connections spread evenly.
@@ -71,7 +72,8 @@ keepalive = 5
 # A worker's poller thread and its request threads share one GIL: a thread waiting for it (the poller woken by
 # the next request, or a second request) gets it when the running one blocks, or after this interval, which can
 # add up to that much to a request's latency. Python's default, 5 ms, is kept: 1 and 0.5 ms cost 1.15x the
-# server CPU per request at 256 rows (README, Benchmarks; measured under load). Inherited by the forked workers.
+# server CPU per request at 256 rows under load, and no better tail when quiet (docs/benchmarks.md). Inherited by
+# the forked workers.
 sys.setswitchinterval(float(os.environ.get("SWITCH_INTERVAL_MS", "5")) / 1000)
 max_requests = int(os.environ.get("MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "0"))
