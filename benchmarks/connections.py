@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from benchmarks.process_tree import socket_inodes
 
 ESTABLISHED = "01"
 LISTEN = "0A"
@@ -11,18 +12,6 @@ LISTEN = "0A"
 
 def worker_pids(master: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
 
 
 def _connection_inodes(port: int, closing: bool) -> set[str]:
@@ -47,7 +36,7 @@ def connections_per_worker(master: int, port: int, closing: bool = False) -> dic
     """Established connections to `port` each worker of `master` holds (0 for a worker holding none); with
     `closing`, also those whose client has closed and the worker has not yet."""
     found = _connection_inodes(port, closing)
-    return {pid: len(_socket_inodes(pid) & found) for pid in worker_pids(master)}
+    return {pid: len(socket_inodes(pid) & found) for pid in worker_pids(master)}
 
 
 def spread(counts: dict[int, int]) -> tuple[int, ...]:

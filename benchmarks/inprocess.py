@@ -33,10 +33,11 @@ from harness.quiet import LOAD_LIMIT, SETTLE_SECONDS, LoadGuard
 SIZES = (1, 256)
 
 
-def _environ(body: bytes) -> dict:
+def wsgi_environ(body: bytes, path: str = "/predict") -> dict:
+    """A POST of `body` to `path`, as gunicorn hands it to the app."""
     return {
         "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/predict",
+        "PATH_INFO": path,
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1",
@@ -55,7 +56,7 @@ def _call(app, body: bytes) -> int:
     """One request; returns its thread CPU in ns."""
     statuses = []
     started = time.thread_time_ns()
-    result = app(_environ(body), lambda status, headers, exc_info=None: statuses.append(status))
+    result = app(wsgi_environ(body), lambda status, headers, exc_info=None: statuses.append(status))
     for _ in result:
         pass
     if hasattr(result, "close"):

@@ -50,17 +50,22 @@ def rss_mib(root: int) -> float:
     return kib / 1024
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process `pid` holds open (its /proc/<pid>/fd links `socket:[inode]`)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
 def listening_addresses(root: int) -> set[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
     """(address, port) of every TCP socket the process tree listens on, from /proc/net/tcp and tcp6."""
-    inodes = set()
-    for pid in tree(root):
-        for fd in Path(f"/proc/{pid}/fd").glob("*"):
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+    inodes = set().union(*(socket_inodes(pid) for pid in tree(root)))
     found = set()
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:

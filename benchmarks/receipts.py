@@ -20,46 +20,27 @@ Goal: receipts add at most 3 % of a /predict request's CPU at 256 rows.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.inprocess import wsgi_environ
 from harness.load import ROW
 from harness.quiet import SETTLE_SECONDS, LoadGuard
 
 GOAL_SHARE = 0.03
 
 
-def _environ(path: str, body: bytes) -> dict:
-    return {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": path,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-
-
 def _call(app, path: str, body: bytes) -> tuple[int, int]:
     """One request; its thread and process CPU in ns."""
     statuses: list[str] = []
     thread, process = time.thread_time_ns(), time.process_time_ns()
-    result = app(_environ(path, body), lambda status, headers, exc_info=None: statuses.append(status))
+    result = app(wsgi_environ(body, path), lambda status, headers, exc_info=None: statuses.append(status))
     for _ in result:
         pass
     if hasattr(result, "close"):
