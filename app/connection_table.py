@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import secrets
 import struct
 import time
 
@@ -70,6 +71,12 @@ def live_slots(table: mmap.mmap, now: float) -> list[tuple[int, int]]:
     ]
 
 
+# Drawn once in the master (which imports this module before it forks): abstract Unix sockets are named per
+# network namespace, and two servers in one (the containers of a pod, local pods in PID namespaces of their
+# own) can have the same master and worker pids.
+INSTANCE = secrets.token_hex(8)
+
+
 def wake_address(master: int, pid: int) -> bytes:
     """The abstract Unix socket a worker listens on for "your turn to accept" (no file, gone with the process)."""
-    return f"\0gunicorn-accept-{master}-{pid}".encode()
+    return f"\0gunicorn-accept-{INSTANCE}-{master}-{pid}".encode()
