@@ -14,6 +14,8 @@
    before it forks; a worker that declines stops polling the listener, so the connection waits in the backlog
    for the least-loaded worker, which does. Without this, whichever worker woke first took the connection, and
    kept-alive clients piled onto one worker (docs/reliability.md, "Slow clients and connection spread").
+   Not with `reuse_port`: gunicorn then gives every worker a listening socket of its own and the kernel picks
+   the socket of each connection; a worker that declined would strand the connections queued on its socket.
 
 Plain HTTP/1.x only (gunicorn refuses to start it with TLS or HTTP/2). Settings (environment, seconds):
 `REQUEST_HEADER_TIMEOUT` (default 5; from the first byte of a request, or from the connect), `REQUEST_BODY_TIMEOUT`
@@ -114,6 +116,8 @@ class BufferingWorker(ThreadWorker):
 
     def init_process(self) -> None:
         self.me = os.getpid()
+        # With reuse_port, this worker's listener is its own: it takes what the kernel queues on it, always.
+        self.spreading = not (self.cfg.reuse_port and hasattr(socket, "SO_REUSEPORT"))
         self.in_table = self.slot is not None
         self.waker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.waker.bind(table.wake_address(self.ppid, self.me))
@@ -149,7 +153,7 @@ class BufferingWorker(ThreadWorker):
     def _may_accept(self) -> bool:
         if not self.alive or self.nr_conns >= self.worker_connections:
             return False
-        if self.slot is None:
+        if self.slot is None or not self.spreading:
             return True
         others = [c for pid, c in table.live_slots(table.TABLE, time.monotonic()) if pid != self.me]
         return not others or self.nr_conns <= min(min(others), self.nr_conns) + ACCEPT_SLACK

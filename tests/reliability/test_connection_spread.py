@@ -93,3 +93,26 @@ def test_a_killed_workers_slot_holds_nobody_back(server_factory):
     print(f"\n[figure] after a SIGKILL: per worker {spread(counts)}, 4 connections served in {served_within:.2f} s")
     assert spread(counts) == (2, 2), counts
     assert served_within < 2.0
+
+
+def test_with_reuse_port_every_workers_own_listener_is_served(server_factory):
+    # reuse_port gives each worker a listening socket of its own, and the kernel hashes each connection to one
+    # of them: a worker that declined to accept (it holds more than the other) would leave the connections
+    # queued on its socket unanswered until its load fell (the local stack's pods share their port this way).
+    server = server_factory(workers=2, GUNICORN_CMD_ARGS="--reuse-port")
+    master, address = server.process.pid, host_port(server.app)
+    deadline = time.monotonic() + 20
+    while len(worker_pids(master)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    socks = []
+    try:
+        for _ in range(16):  # one after another, each kept open: each answered with the others still held
+            socks.append(socket.create_connection(address, timeout=5))
+            _serve_once(socks[-1])
+        counts = connections_per_worker(master, address[1])
+    finally:
+        for sock in socks:
+            sock.close()
+    print(f"\n[figure] reuse_port, 16 connections opened one by one: per worker {spread(counts)}")
+    assert sum(counts.values()) == 16, counts
