@@ -14,8 +14,7 @@
    before it forks; a worker that declines stops polling the listener, so the connection waits in the backlog
    for the least-loaded worker, which does. Without this, whichever worker woke first took the connection, and
    kept-alive clients piled onto one worker (docs/reliability.md, "Slow clients and connection spread").
-   Not with `reuse_port`: gunicorn then gives every worker a listening socket of its own and the kernel picks
-   the socket of each connection; a worker that declined would strand the connections queued on its socket.
+   Not with `reuse_port` (each worker's own listener: declining would strand what the kernel queued on it).
 
 Plain HTTP/1.x only (gunicorn refuses to start it with TLS or HTTP/2). Settings (environment, seconds):
 `REQUEST_HEADER_TIMEOUT` (default 5; from the first byte of a request, or from the connect), `REQUEST_BODY_TIMEOUT`
@@ -48,8 +47,7 @@ BODY_TIMEOUT = float(os.environ.get("REQUEST_BODY_TIMEOUT", "5"))
 MAX_HEADER_BYTES = int(os.environ.get("REQUEST_MAX_HEADER_BYTES", "65536"))
 ACCEPT_SLACK = int(os.environ.get("ACCEPT_SLACK", "0"))
 BUFFER_BUDGET = int(os.environ.get("WORKER_BUFFER_BUDGET_BYTES", str(64 * 1024 * 1024)))
-# A stopping worker keeps its idle kept-alive connections this long, for a request already on its way.
-STOP_LINGER = 2.0
+STOP_LINGER = 2.0  # seconds a stopping worker keeps idle kept-alive connections, for a request on its way
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 EXPIRY_SCAN_SECONDS = 0.1
 # How long a blocking read or send in a request thread may wait (struct timeval).
@@ -116,7 +114,6 @@ class BufferingWorker(ThreadWorker):
 
     def init_process(self) -> None:
         self.me = os.getpid()
-        # With reuse_port, this worker's listener is its own: it takes what the kernel queues on it, always.
         self.spreading = not (self.cfg.reuse_port and hasattr(socket, "SO_REUSEPORT"))
         self.in_table = self.slot is not None
         self.waker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -96,8 +96,8 @@ def traffic(servers: list[Server], data: Dataset, stop: threading.Event) -> None
             sent += 1
             if sent % FEEDBACK_EVERY == 0:
                 items = [
-                    {"predicted": p, "actual": data.class_names[t], "model_version": answer["model_version"]}
-                    for p, t in zip(answer["predictions"], data.target[picked], strict=True)
+                    {"receipt": answer["receipt"], "row": row, "actual": data.class_names[t]}
+                    for row, t in enumerate(data.target[picked])
                 ]
                 session.post(f"{server.app}/feedback", json={"feedback": items}, timeout=10)
         stop.wait(TRAFFIC_PAUSE)
