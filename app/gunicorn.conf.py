@@ -52,17 +52,15 @@ def _allowed_cpus() -> int:
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or _allowed_cpus())
-# Threads, for keep-alive: the sync worker answers every request with `Connection: close`, so each one paid a new
-# TCP connection. gthread keeps idle connections in a poller (no thread held) for `keepalive` seconds, and runs
-# up to `threads` requests at once per worker, overlapping one request's reading and writing with another's
-# model call. Measured with `python -m benchmarks.peers` (docs/benchmarks.md, "Levers"): every gthread setting
-# beat sync (2x the requests/s at 1 row); 1 thread halves the tail at 4 connections but loses 8 % of the
-# throughput at 16, 2 threads and 3 workers gave nothing. The worker is gthread with
-# two changes (app/worker.py, docs/reliability.md): requests are read whole by its poller before a thread sees
-# them, so no slow or stalled client holds a thread, and each worker accepts only while it holds no more
-# connections than the least-loaded one, so kept-alive connections spread evenly.
+# One thread per worker, serving on the worker's poller thread. The worker (app/worker.py, docs/reliability.md)
+# is gthread with three changes: requests are read whole by its poller before anything runs them, so no slow
+# or stalled client holds the worker; each worker accepts only while it holds no more connections than the
+# least-loaded one, so kept-alive connections spread evenly; and with one thread the poller runs each whole
+# request itself, with no hand-off to a pool and back. Idle connections still wait in the poller (keep-alive).
+# Measured with `python -m benchmarks.peers` (docs/benchmarks.md, "Levers"): against 4 threads, 1.15x the
+# requests/s at 1 row and 256, and a p99 at most KServe's at 4 and 16 connections, which 4 threads did not reach.
 worker_class = "app.worker.BufferingWorker"
-threads = 4
+threads = 1  # GUNICORN_CMD_ARGS="--threads 4" gives the pool back (a hand-off per request)
 preload_app = True
 # gthread beats its heartbeat from the worker's main loop: a worker that stops serving is killed after this, a
 # single slow request is not.

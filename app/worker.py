@@ -1,4 +1,5 @@
-"""gunicorn's gthread worker, changed in two ways: no client can hold a thread, and connections spread evenly.
+"""gunicorn's gthread worker, changed in three ways: no client can hold a thread, connections spread evenly, and
+with one thread (THE config) the poller serves each request itself.
 
 1. **Requests are read by the poller, not by threads.** gthread hands a connection to a thread as soon as it is
    readable, and the thread then blocks until the request is whole: sixteen connections that send headers and
@@ -15,6 +16,9 @@
    for the least-loaded worker, which does. Without this, whichever worker woke first took the connection, and
    kept-alive clients piled onto one worker (docs/reliability.md, "Slow clients and connection spread").
    Not with `reuse_port` (each worker's own listener: declining would strand what the kernel queued on it).
+3. **With `threads = 1` there is no pool.** A whole request is in its buffer when the poller sees it, so the
+   poller runs it at once, on its own thread: no hand-off to a pool thread and back (a queue, a pipe write to
+   wake the poller, two GIL hand-overs). With more threads, requests go to the pool as in gthread.
 
 Plain HTTP/1.x only (gunicorn refuses to start it with TLS or HTTP/2). Settings (environment, seconds):
 `REQUEST_HEADER_TIMEOUT` (default 5; from the first byte of a request, or from the connect), `REQUEST_BODY_TIMEOUT`
@@ -32,19 +36,18 @@ import selectors
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 
 from gunicorn import http
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import ThreadWorker
 
 from app import connection_table as table
-from app.request_framing import RequestFraming, Verdict
-from app.validation import MAX_BODY_BYTES
+from app.buffered_connection import HEADER_TIMEOUT, BufferedConn, Phase
+from app.request_framing import Verdict
 
-HEADER_TIMEOUT = float(os.environ.get("REQUEST_HEADER_TIMEOUT", "5"))
 BODY_TIMEOUT = float(os.environ.get("REQUEST_BODY_TIMEOUT", "5"))
-MAX_HEADER_BYTES = int(os.environ.get("REQUEST_MAX_HEADER_BYTES", "65536"))
 ACCEPT_SLACK = int(os.environ.get("ACCEPT_SLACK", "0"))
 BUFFER_BUDGET = int(os.environ.get("WORKER_BUFFER_BUDGET_BYTES", str(64 * 1024 * 1024)))
 STOP_LINGER = 2.0  # seconds a stopping worker keeps idle kept-alive connections, for a request on its way
@@ -54,32 +57,6 @@ EXPIRY_SCAN_SECONDS = 0.1
 KERNEL_TIMEOUT = struct.pack("ll", int(BODY_TIMEOUT), int(BODY_TIMEOUT % 1 * 1_000_000))
 # A worker rewrites its table entry at least this often, even when idle and unchanged (its heartbeat there).
 PUBLISH_SECONDS = 0.5
-
-
-class _Phase:
-    IDLE = 0  # kept alive, no byte of a next request yet
-    HEADERS = 1
-    BODY = 2
-
-
-class BufferedConn(TConn):
-    """A connection with the bytes the poller has read for its next request."""
-
-    def __init__(self, cfg, sock, client, server) -> None:
-        super().__init__(cfg, sock, client, server)
-        self.buf = bytearray()
-        self.framing: RequestFraming | None = None
-        self.phase = _Phase.HEADERS
-        self.deadline = 0.0
-        self.continue_sent = False
-        self.paused = False
-
-    def start_request(self, data: bytes, idle: bool, now: float, keepalive: float) -> None:
-        self.buf = bytearray(data)
-        self.framing = RequestFraming(MAX_HEADER_BYTES, MAX_BODY_BYTES, self.cfg.limit_request_field_size)
-        self.continue_sent = False
-        self.phase = _Phase.IDLE if idle else _Phase.HEADERS
-        self.deadline = now + (keepalive if idle else HEADER_TIMEOUT)
 
 
 # ---- the worker ----------------------------------------------------------------------------------------------
@@ -99,6 +76,7 @@ class BufferingWorker(ThreadWorker):
         # Runs in the master, before the fork: the slot is chosen where no other worker can race for it.
         self.slot = table.reserve_slot()
         self.reading: dict[BufferedConn, None] = {}  # connections whose request the poller is reading
+        self.ready: deque[BufferedConn] = deque()  # one thread: whole requests, the first being served
         self.buffered = 0  # bytes held in their buffers
         self.paused = 0  # connections whose reading waits for the buffers to shrink
         self.next_expiry_scan = 0.0
@@ -195,7 +173,7 @@ class BufferingWorker(ThreadWorker):
         self.set_accept_enabled(False)
         linger = time.monotonic() + STOP_LINGER
         for conn in self.reading:
-            if conn.phase == _Phase.IDLE:
+            if conn.phase == Phase.IDLE:
                 conn.deadline = min(conn.deadline, linger)
         give_up = time.monotonic() + self.cfg.graceful_timeout
         while self.nr_conns > 0 and time.monotonic() < give_up:
@@ -255,8 +233,8 @@ class BufferingWorker(ThreadWorker):
         if not data:
             self._drop(conn, None)  # the client went away: not a refusal
             return
-        if conn.phase == _Phase.IDLE:
-            conn.phase = _Phase.HEADERS
+        if conn.phase == Phase.IDLE:
+            conn.phase = Phase.HEADERS
             conn.deadline = time.monotonic() + HEADER_TIMEOUT
         conn.buf += data
         self.buffered += len(data)
@@ -267,8 +245,8 @@ class BufferingWorker(ThreadWorker):
         if verdict is Verdict.NEED_HEADERS:
             return
         if verdict is Verdict.NEED_BODY:
-            if conn.phase != _Phase.BODY:
-                conn.phase = _Phase.BODY
+            if conn.phase != Phase.BODY:
+                conn.phase = Phase.BODY
                 conn.deadline = time.monotonic() + BODY_TIMEOUT
                 if conn.framing.expects_continue:
                     self._send_continue(conn)
@@ -319,7 +297,7 @@ class BufferingWorker(ThreadWorker):
         self.next_expiry_scan = now + EXPIRY_SCAN_SECONDS
         late = [c for c in self.reading if c.deadline <= now]
         for conn in late:
-            reason = {_Phase.IDLE: None, _Phase.HEADERS: "header_timeout", _Phase.BODY: "body_timeout"}[conn.phase]
+            reason = {Phase.IDLE: None, Phase.HEADERS: "header_timeout", Phase.BODY: "body_timeout"}[conn.phase]
             self._drop(conn, reason)
 
     def _pause(self, conn: BufferedConn) -> None:
@@ -375,12 +353,36 @@ class BufferingWorker(ThreadWorker):
             req._expected_100_continue = False  # the poller already answered it
         return super().handle_request(req, conn)
 
+    def enqueue_req(self, conn: BufferedConn) -> None:
+        if self.cfg.threads > 1:
+            super().enqueue_req(conn)
+            return
+        # One thread: the poller serves the whole request itself, with no hand-off to a pool and back. A request
+        # that becomes whole while one is served (pipelined bytes read past it) waits its turn in `ready`: served
+        # from a loop, not by recursion, which thousands of pipelined requests would take past Python's limit.
+        self.ready.append(conn)
+        if len(self.ready) > 1:
+            return
+        while self.ready:
+            current = self.ready[0]
+            try:
+                try:
+                    keep = bool(self.handle(current))
+                except Exception:
+                    keep = False
+                self._after_request(current, keep)
+            finally:
+                self.ready.popleft()
+
     def finish_request(self, conn: BufferedConn, fs) -> None:
-        """Back on the poller's thread after a request: keep the connection for the next one, or close it."""
         try:
             keep = bool(fs.result()) if not fs.cancelled() else False
         except Exception:
             keep = False
+        self._after_request(conn, keep)
+
+    def _after_request(self, conn: BufferedConn, keep: bool) -> None:
+        """Back on the poller's thread after a request: keep the connection for the next one, or close it."""
         if not keep:
             self.nr_conns -= 1
             conn.close(graceful=True)
@@ -392,7 +394,7 @@ class BufferingWorker(ThreadWorker):
         except (OSError, ValueError):  # ValueError: the socket was closed (no file descriptor to poll)
             self._drop(conn, None)
             return
-        if not self.alive and conn in self.reading and conn.phase == _Phase.IDLE:
+        if not self.alive and conn in self.reading and conn.phase == Phase.IDLE:
             conn.deadline = min(conn.deadline, time.monotonic() + STOP_LINGER)
 
     def handle_exit(self, sig, frame) -> None:

@@ -4,8 +4,8 @@
                                [--servers this kserve mlserver] [--variant NAME=GUNICORN_CMD_ARGS ...]
     make bench-peers
 
-- this: THE gunicorn command (app/gunicorn.conf.py: 2 workers here, gthread with 4 threads each), every metric
-  on, access log on.
+- this: THE gunicorn command (app/gunicorn.conf.py: 2 workers here, one thread each serving on its poller), every
+  metric on, access log on.
 - kserve: KServe 0.21's Python model server, a minimal sklearn `kserve.Model` in the shape of KServe's own
   sklearnserver (benchmarks/peer_servers/kserve_sklearn.py), V1 protocol, `--workers 2` (uvicorn processes).
 - mlserver: MLServer 1.7.1 with mlserver-sklearn, V2 protocol with `predict_proba` requested,

@@ -121,7 +121,7 @@ def start_this(work: Path, model: Path, name: str = "this", gunicorn_args: str =
     process = _spawn([gunicorn, "-c", "app/gunicorn.conf.py", "app.wsgi:app"], work / f"{name}.log", ROOT, env)
     return Peer(
         name=name,
-        description=f"THE gunicorn command, {WORKERS} workers, {gunicorn_args or 'gthread, 4 threads (config)'}",
+        description=f"THE gunicorn command, {WORKERS} workers, {gunicorn_args or '1 thread (config)'}",
         process=process,
         url=f"http://127.0.0.1:{port}/predict",
         ready_url=f"http://127.0.0.1:{port}/readyz",

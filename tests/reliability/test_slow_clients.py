@@ -22,8 +22,10 @@ import requests
 from app.metrics import CONNECTION_CLOSE_REASONS
 from harness.load import BODY, ROW, host_port
 
-WORKERS, THREADS = 2, 4  # THE config: app/gunicorn.conf.py
-STALLED = 2 * WORKERS * THREADS
+WORKERS = 2  # THE config: app/gunicorn.conf.py
+# Twice the threads of two 4-thread gthread workers: what starved the liveness probe of stock gthread, and 8x
+# what THE config's one thread per worker would need.
+STALLED = 16
 SECONDS = float(os.environ.get("SLOW_CLIENT_SECONDS", "20"))
 PROBE_TIMEOUT = 2.0  # the Deployment's liveness and readiness timeoutSeconds
 CLOSE_WITHIN = 10.0
@@ -236,6 +238,18 @@ def test_keep_alive_pipelining_chunked_and_expect_continue_still_work(server):
         answer = _exchange(sock, BODY)[0]
         assert _status(answer) == 200
         assert b"100 Continue" not in answer  # only one interim answer
+
+
+def test_a_long_pipeline_in_one_write_is_answered_in_order(server):
+    # Every request past the first is already whole in the poller's buffer when the one before it ends: with one
+    # thread the poller serves them one after another (a loop; once it recursed, and a long pipeline hit Python's
+    # recursion limit and the connection was dropped unanswered).
+    count = 1500
+    requests_ = b"".join(b"GET /healthz?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(count))
+    with socket.create_connection(host_port(server.app)) as sock:
+        answers = _exchange(sock, requests_, answers=count, timeout=30)
+    assert [_status(a) for a in answers] == [200] * count
+    assert requests.get(server.app + "/healthz", timeout=PROBE_TIMEOUT).ok
 
 
 def test_headers_beyond_any_valid_request_are_closed_and_counted(server):
