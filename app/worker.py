@@ -16,9 +16,8 @@ with one thread (THE config) the poller serves each request itself.
    for the least-loaded worker, which does. Without this, whichever worker woke first took the connection, and
    kept-alive clients piled onto one worker (docs/reliability.md, "Slow clients and connection spread").
    Not with `reuse_port` (each worker's own listener: declining would strand what the kernel queued on it).
-3. **With `threads = 1` there is no pool.** A whole request is in its buffer when the poller sees it, so the
-   poller runs it at once, on its own thread: no hand-off to a pool thread and back (a queue, a pipe write to
-   wake the poller, two GIL hand-overs). With more threads, requests go to the pool as in gthread.
+3. **With `threads = 1` there is no pool.** The poller runs each whole request on its own thread: no hand-off to
+   a pool thread and back (a queue, a pipe write, two GIL hand-overs). More threads: the pool, as in gthread.
 
 Plain HTTP/1.x only (gunicorn refuses to start it with TLS or HTTP/2). Settings (environment, seconds):
 `REQUEST_HEADER_TIMEOUT` (default 5; from the first byte of a request, or from the connect), `REQUEST_BODY_TIMEOUT`
@@ -357,9 +356,8 @@ class BufferingWorker(ThreadWorker):
         if self.cfg.threads > 1:
             super().enqueue_req(conn)
             return
-        # One thread: the poller serves the whole request itself, with no hand-off to a pool and back. A request
-        # that becomes whole while one is served (pipelined bytes read past it) waits its turn in `ready`: served
-        # from a loop, not by recursion, which thousands of pipelined requests would take past Python's limit.
+        # One thread: the poller serves the request itself. One made whole while another is served (pipelined)
+        # waits in `ready`: a loop, not recursion, which a long pipeline would take past Python's limit.
         self.ready.append(conn)
         if len(self.ready) > 1:
             return
