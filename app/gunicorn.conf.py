@@ -57,8 +57,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or _allowed_cpus())
 # or stalled client holds the worker; each worker accepts only while it holds no more connections than the
 # least-loaded one, so kept-alive connections spread evenly; and with one thread the poller runs each whole
 # request itself, with no hand-off to a pool and back. Idle connections still wait in the poller (keep-alive).
-# Measured with `python -m benchmarks.peers` (docs/benchmarks.md, "Levers"): against 4 threads, 1.15x the
-# requests/s at 1 row and 256, and a p99 at most KServe's at 4 and 16 connections, which 4 threads did not reach.
+# Measured with `python -m benchmarks.peers` (docs/benchmarks.md, "Levers"): against 4 threads, 1.13-1.17x the
+# requests/s at 1 and 256 rows, and a p99 under KServe's at 4 and 16 connections, which 4 threads did not reach.
 worker_class = "app.worker.BufferingWorker"
 threads = 1  # GUNICORN_CMD_ARGS="--threads 4" gives the pool back (a hand-off per request)
 preload_app = True
