@@ -43,7 +43,6 @@ class _Family:
     name: str
     typ: str  # counter, gauge, histogram or summary (from the file's name)
     help: str
-    mode: str = ""  # gauges: the multiprocess mode
     slots: list[int] = field(default_factory=list)  # plain series (histograms: `_sum` and the like)
     # histograms: labels without `le` -> [(bound, raw bucket slot)] and the `_count` line's head
     buckets: dict[tuple, list[tuple[float, int]]] = field(default_factory=dict)
@@ -68,7 +67,6 @@ class MergedFiles:
         self.families: dict[str, _Family] = {}
         self.slot_of: dict[tuple, int] = {}
         self.heads: list[str] = []  # slot -> its line's head (for histogram buckets: unused)
-        self.kinds: list[str] = []  # slot -> how values from several files combine
         self.exposed: dict[str, float] = {}  # counter and histogram lines: the highest value exposed so far
 
     # ---- files and their keys ----------------------------------------------------------------------------
@@ -107,8 +105,8 @@ class MergedFiles:
             length = _USED.unpack_from(data, pos)[0]
             padded = length + (8 - (length + 4) % 8)
             value_at = pos + 4 + padded
-            if value_at + 16 > used:
-                break  # an entry still being written: read at the next scrape
+            if length <= 0 or value_at + 16 > used:
+                break  # an entry still being written (read at the next scrape), or a damaged file: never loop back
             key = data[pos + 4 : pos + 4 + length].decode("utf-8")
             view.entries.append((value_at, self._slot(name, key)))
             pos = value_at + 16
@@ -127,9 +125,8 @@ class MergedFiles:
             return slot
         family = self.families.get(family_name)
         if family is None:
-            family = self.families[family_name] = _Family(family_name, typ, help_text, mode)
+            family = self.families[family_name] = _Family(family_name, typ, help_text)
         slot = self.slot_of[identity] = len(self.heads)
-        self.kinds.append(self._kind(file_name))
         bound = labels.get("le") if typ == "histogram" else None
         if bound is None:
             self.heads.append(_line_head(sample_name, label_items))

@@ -135,7 +135,7 @@ class BufferingWorker(ThreadWorker):
     def _wake_eligible(self) -> None:
         """After an accept raised the least load, wake the workers that may now accept: they stopped polling the
         listener when they declined, and would otherwise only look again at their next event."""
-        live = table.live_slots(table.TABLE, time.monotonic())
+        live = table.live_slots(table.TABLE, time.monotonic()) if self.spreading else []
         if len(live) < 2:
             return
         least = min(c for _, c in live)

@@ -28,7 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from app.train import DRIFT_FEATURES, train, write_artefact
-from benchmarks.scale import _process_cpu_seconds, _timed, dataset, load, start_pods
+from benchmarks.scale import dataset, load, scrape_cost, start_pods
 
 
 class _Files:
@@ -49,13 +49,6 @@ def library_cpu(directory: Path, scrapes: int) -> float:
     return (time.process_time() - started) / scrapes
 
 
-def served_cpu(server, scrapes: int) -> tuple[float, float]:
-    """The master's CPU seconds per GET /metrics, and the median wall time of one."""
-    before = _process_cpu_seconds(server.process.pid)
-    walls = [_timed(server.metrics) for _ in range(scrapes)]
-    return (_process_cpu_seconds(server.process.pid) - before) / scrapes, statistics.median(walls)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", type=int, default=500)
@@ -73,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         served, library = [], []
         for round_ in range(args.rounds):
             before = load()
-            cpu, wall = served_cpu(server, args.scrapes)
+            wall, cpu = scrape_cost(server, args.scrapes)
             lib = library_cpu(server.multiproc, args.scrapes)
             served.append(cpu)
             library.append(lib)

@@ -44,6 +44,7 @@ import requests
 
 from app.train import DRIFT_FEATURES, Dataset, synthetic, train, wine, write_artefact
 from benchmarks.light_targets import light_targets, parse_exposition
+from benchmarks.metrics_port import cpu_seconds
 from benchmarks.prometheus_run import (
     Intervals,
     cluster_intervals,
@@ -184,11 +185,16 @@ def pod_scrape_cost(server: Server, light_ports: list[int]) -> tuple[int, int, f
     if light_ports:
         light_bytes = len(requests.get(f"http://127.0.0.1:{light_ports[0]}/metrics", timeout=10).content)
     real_bytes = len(server.scrape().encode())
-    master_cpu = _process_cpu_seconds(server.process.pid)
-    get_metrics = statistics.median(_timed(server.metrics) for _ in range(SCRAPE_REPEATS))
-    # The master serves /metrics and nothing else (workers answer requests): its CPU is the exposition's.
-    scrape_cpu = (_process_cpu_seconds(server.process.pid) - master_cpu) / SCRAPE_REPEATS
+    get_metrics, scrape_cpu = scrape_cost(server, SCRAPE_REPEATS)
     return real_bytes, light_bytes, get_metrics, scrape_cpu
+
+
+def scrape_cost(server: Server, repeats: int) -> tuple[float, float]:
+    """The median wall time of a GET /metrics as Prometheus sends it, and the master's CPU seconds per GET (the
+    master serves /metrics and nothing else, workers answer requests: its CPU is the exposition's)."""
+    before = cpu_seconds(server.process.pid)
+    wall = statistics.median(_timed(server.metrics) for _ in range(repeats))
+    return wall, (cpu_seconds(server.process.pid) - before) / repeats
 
 
 def spread(durations: dict[str, dict[str, float]], real_names: set[str], real_targets: bool) -> tuple[float, float]:
@@ -263,12 +269,6 @@ def _timed(url: str) -> float:
     started = time.perf_counter()
     requests.get(url, headers=SCRAPE_HEADERS, timeout=10).raise_for_status()
     return time.perf_counter() - started
-
-
-def _process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (not its children), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_seconds(own: dict[str, list[tuple[dict[str, str], float]]]) -> float:

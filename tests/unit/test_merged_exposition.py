@@ -5,7 +5,9 @@ scrapes, with files of processes gone in between."""
 from __future__ import annotations
 
 import math
+import struct
 import tempfile
+import threading
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -130,3 +132,24 @@ def test_a_counter_never_goes_down(tmp_path: Path):
     (tmp_path / "counter_7.db").unlink()
     (tmp_path / "counter_8.db").unlink()
     assert "c_total 6.0" in merged.render(["counter_archive.db"])
+
+
+def test_a_damaged_file_ends_its_reading_without_looping(tmp_path: Path):
+    # A key length that would send the reader backwards (a torn or damaged file): the keys before it are
+    # served, the scrape returns, and nothing after the damage is read.
+    key = mmap_key("c", "c_total", [], [], "h")
+    _write(tmp_path, [("counter_7.db", key, 2.0, 0.0)])
+    path = tmp_path / "counter_7.db"
+    data = bytearray(path.read_bytes())
+    used = struct.unpack_from("i", data, 0)[0]
+    struct.pack_into("i", data, used, -100)  # an entry header past the last key, with a negative length
+    struct.pack_into("i", data, 0, used + 64)
+    path.write_bytes(bytes(data))
+    rendered: list[str] = []
+    reader = threading.Thread(
+        target=lambda: rendered.append(MergedFiles(str(tmp_path)).render([path.name])), daemon=True
+    )
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), "the reader loops on a damaged file"
+    assert "c_total 2.0" in rendered[0]
