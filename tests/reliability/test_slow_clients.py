@@ -295,10 +295,13 @@ def test_a_client_that_does_not_read_its_answers_holds_a_thread_for_the_deadline
     big = _post(json.dumps({"instances": [ROW] * 256}).encode())
     sock = socket.create_connection(host_port(server.app))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(0.5)
+    # Longer than the server's 1 s: the client stops only once the server has closed (a send then fails). With a
+    # shorter one, a pause of the server's could end the sending early, and the answers to what was buffered
+    # could all fit in the socket buffers: then nothing blocks and the test measures nothing.
+    sock.settimeout(5.0)
     try:
-        with pytest.raises(OSError):  # the server stops reading, then closes: a send times out or fails
-            for _ in range(2000):
+        with pytest.raises(OSError):  # about 10 KB answered per request: far more than any socket buffer holds
+            for _ in range(4000):
                 sock.sendall(big)
         deadline = time.monotonic() + 10
         while closed_counts(server.scrape())["read_timeout"] == before["read_timeout"] and time.monotonic() < deadline:
