@@ -25,6 +25,10 @@ The guard (harness/quiet.py): before each run, the benchmark waits (up to `--set
 load to fall under 1.0; it prints the load before and after every run and the CPU other processes used
 meanwhile. A run that started above 1.0 is flagged, and every goal line then reads "not measured": a ratio
 taken on a busy machine is not evidence. The per-round ratio spread says how much rounds disagreed.
+For each run the table also gives what tells a slow round's cause: the server's connections per process halfway
+through (an uneven split), its context switches and page faults per request (more work, or waits), and the CPUs it
+kept busy. A round with the same split, the same kernel work and the same CPUs busy, but more CPU per request,
+points at a slower CPU rather than at the server.
 Goals, at every connection count: >= 1.25x KServe's req/s at 1 row and >= 1.15x its rows/s at 256 rows
 (medians), a p99 no higher than KServe's at both sizes, and every round of this project at >= 0.85x its own
 median (no collapsed round).
@@ -44,13 +48,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from benchmarks.drivers import run_python_client, run_wrk
-from benchmarks.process_tree import cpu_seconds, is_loopback, listening_addresses, rss_mib
+from benchmarks.process_tree import (
+    connection_spread,
+    cpu_seconds,
+    is_loopback,
+    kernel_work,
+    listening_addresses,
+    rss_mib,
+)
 from benchmarks.servers import Peer, ensure_venv, http_request, start_kserve, start_mlserver, start_this, wait_ready
 from declarations.paths import ROOT
 from harness.quiet import LOAD_LIMIT, SETTLE_SECONDS, LoadGuard
@@ -165,11 +178,21 @@ def write_bodies(peers: list[Peer], sizes: list[int], work: Path) -> None:
 
 def measure(peer: Peer, size: int, conns: int, round_: int, args: argparse.Namespace, generator, guard) -> dict:
     """One run of the load generator against one server, with its CPU, memory and the machine's load."""
+    pid, port = peer.process.pid, urlsplit(peer.url).port
+    spread: list[list[int]] = []
+    # Halfway through, every connection is open: how they are spread over the server's processes.
+    halfway = threading.Timer(args.seconds / 2, lambda: spread.append(connection_spread(pid, port)))
     with guard.round(f"round {round_ + 1}, {size} rows, -c{conns}, {peer.name}") as measured:
-        cpu_before = cpu_seconds(peer.process.pid)
+        cpu_before, kernel_before = cpu_seconds(pid), kernel_work(pid)
+        halfway.start()
         result = generator(peer.url, peer.bodies[size], args.seconds, conns, args.threads)
-        cpu = cpu_seconds(peer.process.pid) - cpu_before
-    result["cpu_ms"] = 1000 * cpu / max(result["requests"], 1)
+        cpu, kernel_after = cpu_seconds(pid) - cpu_before, kernel_work(pid)
+    halfway.join()
+    served = max(result["requests"], 1)
+    result["cpu_ms"] = 1000 * cpu / served
+    result["switches"] = (kernel_after[0] - kernel_before[0]) / served
+    result["faults"] = (kernel_after[1] - kernel_before[1]) / served
+    result["spread"] = "+".join(map(str, spread[0])) if spread else "?"
     result["rss_mib"] = rss_mib(peer.process.pid)
     result["rows_per_s"] = result["rps"] * size
     result["round"] = round_ + 1
@@ -245,17 +268,23 @@ def report(peers: list[Peer], sizes: list[int], runs: dict, guard: LoadGuard, co
 
 def print_runs(runs: dict, conns: int) -> None:
     print()
-    print(f"Every run at -c{conns}, with the 1-minute load before and after it and the CPUs other processes used:")
+    print(
+        f"Every run at -c{conns}: the server's CPUs busy (CPU per request x req/s), its connections per process "
+        "halfway through, context switches and page faults per request; the 1-minute load before and after it and "
+        "the CPUs other processes used:"
+    )
     print()
     print(
-        "| round | rows/request | server | req/s | p99 ms | CPU ms/request | load before | load after | other CPUs | |"
+        "| round | rows/request | server | req/s | p99 ms | CPU ms/request | CPUs busy | connections | switches "
+        "| faults | load before | load after | other CPUs | |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|")
     for (name, size), results in sorted(runs.items(), key=lambda item: (item[0][1], item[0][0])):
         for r in results:
             flag = f"busy (> {LOAD_LIMIT})" if r["busy"] else ""
             print(
                 f"| {r['round']} | {size} | {name} | {r['rps']:.0f} | {r['p99_ms']:.2f} | {r['cpu_ms']:.3f} | "
+                f"{r['cpu_ms'] * r['rps'] / 1000:.2f} | {r['spread']} | {r['switches']:.2f} | {r['faults']:.2f} | "
                 f"{r['load_before']:.2f} | {r['load_after']:.2f} | {r['foreign_cpus']:.2f} | {flag} |"
             )
 

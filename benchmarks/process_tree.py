@@ -1,4 +1,5 @@
-"""A server's process tree, read from /proc: its CPU time, its memory, the addresses it listens on."""
+"""A server's process tree, read from /proc: its CPU time, its memory, the work the kernel did for it (context
+switches, page faults), the addresses it listens on and how its client connections are spread over its processes."""
 
 from __future__ import annotations
 
@@ -48,6 +49,33 @@ def rss_mib(root: int) -> float:
         match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
         kib += int(match.group(1)) if match else 0
     return kib / 1024
+
+
+def kernel_work(root: int) -> tuple[int, int]:
+    """Context switches (voluntary and not, every thread) and minor page faults of the tree so far: with the CPU
+    time per request, they tell a server that did more work per request from a CPU that ran slower."""
+    switches = faults = 0
+    for pid in tree(root):
+        try:
+            faults += int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+            for status in Path(f"/proc/{pid}/task").glob("*/status"):
+                switches += sum(int(n) for n in re.findall(r"^\w*ctxt_switches:\s+(\d+)$", status.read_text(), re.M))
+        except (OSError, IndexError):
+            continue
+    return switches, faults
+
+
+def connection_spread(root: int, port: int) -> list[int]:
+    """How many established connections to local `port` each process of the tree holds, most first (processes
+    holding none left out)."""
+    established = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
+                established.add(fields[9])
+    held = [len(socket_inodes(pid) & established) for pid in tree(root)]
+    return sorted((n for n in held if n), reverse=True)
 
 
 def socket_inodes(pid: int) -> set[str]:
