@@ -113,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         if args.command == "demo" and stack is not None:
-            print("\nstopping:", ", ".join(stack.down()) or "nothing was running")
+            # A second Ctrl-C, or the kill a supervisor sends after the first signal, must not cut the stopping
+            # short and leave part of the stack running (SIGKILL still can).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print("\nstopping everything (further Ctrl-C ignored until done) ...", flush=True)
+            print("stopped:", ", ".join(stack.down()) or "nothing was running")
         return 130
     return 0
 

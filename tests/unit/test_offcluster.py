@@ -199,3 +199,31 @@ def test_the_local_rules_link_to_this_stacks_runbook_page_and_grafana(objects, t
     for rule in alerts:
         assert rule["annotations"]["runbook_url"].startswith("http://127.0.0.1:12345/runbooks#"), rule["alert"]
         assert rule["annotations"]["dashboard_url"].startswith("http://127.0.0.1:23456/d/"), rule["alert"]
+
+
+def test_a_second_signal_while_the_demo_stops_does_not_cut_the_stopping_short(monkeypatch):
+    import signal
+
+    import offcluster.__main__ as cli
+
+    stopped: list[str] = []
+
+    class FakeStack:
+        def down(self) -> list[str]:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again, while the services stop
+            os.kill(os.getpid(), signal.SIGTERM)
+            stopped.append("prometheus")
+            return stopped
+
+    def interrupted(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "stack_from_env", FakeStack)
+    monkeypatch.setattr(cli, "run_demo", interrupted)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert cli.main(["demo"]) == 130
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert stopped == ["prometheus"]
