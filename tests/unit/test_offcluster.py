@@ -223,6 +223,8 @@ def test_a_second_signal_while_the_demo_stops_does_not_cut_the_stopping_short(mo
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         assert cli.main(["demo"]) == 130
+    except KeyboardInterrupt:
+        pytest.fail("the second signal cut the stopping short")
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
