@@ -35,8 +35,13 @@ def _connection_inodes(port: int, closing: bool) -> set[str]:
 def connections_per_worker(master: int, port: int, closing: bool = False) -> dict[int, int]:
     """Established connections to `port` each worker of `master` holds (0 for a worker holding none); with
     `closing`, also those whose client has closed and the worker has not yet."""
+    return connections_per_process(worker_pids(master), port, closing)
+
+
+def connections_per_process(pids: list[int], port: int, closing: bool = False) -> dict[int, int]:
+    """As `connections_per_worker`, for any processes (a server whose front process holds connections too)."""
     found = _connection_inodes(port, closing)
-    return {pid: len(socket_inodes(pid) & found) for pid in worker_pids(master)}
+    return {pid: len(socket_inodes(pid) & found) for pid in pids}
 
 
 def spread(counts: dict[int, int]) -> tuple[int, ...]:

@@ -55,15 +55,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from benchmarks.connections import connections_per_process, spread
 from benchmarks.drivers import run_python_client, run_wrk
-from benchmarks.process_tree import (
-    connection_spread,
-    cpu_seconds,
-    is_loopback,
-    kernel_work,
-    listening_addresses,
-    rss_mib,
-)
+from benchmarks.process_tree import cpu_seconds, is_loopback, kernel_work, listening_addresses, rss_mib, tree
 from benchmarks.servers import Peer, ensure_venv, http_request, start_kserve, start_mlserver, start_this, wait_ready
 from declarations.paths import ROOT
 from harness.quiet import LOAD_LIMIT, SETTLE_SECONDS, LoadGuard
@@ -179,9 +173,9 @@ def write_bodies(peers: list[Peer], sizes: list[int], work: Path) -> None:
 def measure(peer: Peer, size: int, conns: int, round_: int, args: argparse.Namespace, generator, guard) -> dict:
     """One run of the load generator against one server, with its CPU, memory and the machine's load."""
     pid, port = peer.process.pid, urlsplit(peer.url).port
-    spread: list[list[int]] = []
+    held: list[dict[int, int]] = []
     # Halfway through, every connection is open: how they are spread over the server's processes.
-    halfway = threading.Timer(args.seconds / 2, lambda: spread.append(connection_spread(pid, port)))
+    halfway = threading.Timer(args.seconds / 2, lambda: held.append(connections_per_process(tree(pid), port)))
     with guard.round(f"round {round_ + 1}, {size} rows, -c{conns}, {peer.name}") as measured:
         cpu_before, kernel_before = cpu_seconds(pid), kernel_work(pid)
         halfway.start()
@@ -192,7 +186,7 @@ def measure(peer: Peer, size: int, conns: int, round_: int, args: argparse.Names
     result["cpu_ms"] = 1000 * cpu / served
     result["switches"] = (kernel_after[0] - kernel_before[0]) / served
     result["faults"] = (kernel_after[1] - kernel_before[1]) / served
-    result["spread"] = "+".join(map(str, spread[0])) if spread else "?"
+    result["spread"] = "+".join(str(n) for n in spread(held[0]) if n) if held else "?"
     result["rss_mib"] = rss_mib(peer.process.pid)
     result["rows_per_s"] = result["rps"] * size
     result["round"] = round_ + 1

@@ -1,5 +1,5 @@
 """A server's process tree, read from /proc: its CPU time, its memory, the work the kernel did for it (context
-switches, page faults), the addresses it listens on and how its client connections are spread over its processes."""
+switches, page faults), and the addresses it listens on."""
 
 from __future__ import annotations
 
@@ -63,19 +63,6 @@ def kernel_work(root: int) -> tuple[int, int]:
         except (OSError, IndexError):
             continue
     return switches, faults
-
-
-def connection_spread(root: int, port: int) -> list[int]:
-    """How many established connections to local `port` each process of the tree holds, most first (processes
-    holding none left out)."""
-    established = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
-                established.add(fields[9])
-    held = [len(socket_inodes(pid) & established) for pid in tree(root)]
-    return sorted((n for n in held if n), reverse=True)
 
 
 def socket_inodes(pid: int) -> set[str]:
