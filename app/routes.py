@@ -20,12 +20,12 @@ def _unavailable(state: ModelState):
     return jsonify(error=MODEL_UNAVAILABLE, detail=state.error), 503
 
 
-def _json_body() -> dict:
+def _json_body() -> tuple[dict, bytes]:
     body = request.get_data(cache=False)
     # werkzeug stops a streamed (chunked) body AT MAX_CONTENT_LENGTH and returns what it read: look one byte on.
     if len(body) >= MAX_BODY_BYTES and request.content_length is None and request.environ["wsgi.input"].read(1):
         raise InvalidInput("body_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes", 413)
-    return decode_json_object(body, request.mimetype)
+    return decode_json_object(body, request.mimetype), body
 
 
 @api.get("/healthz")
@@ -57,7 +57,8 @@ def predict():
     model = state.try_load()  # not only readiness: a model that arrived late must reach every worker
     if model is None:
         return _unavailable(state)
-    rows = parse_instances(_json_body(), model.feature_names)
+    payload, body = _json_body()
+    rows = parse_instances(payload, model.feature_names, body)
     result = model.predict(rows)
     if state.metrics is not None:
         state.metrics.observe_batch(
@@ -84,7 +85,7 @@ def feedback():
     model = state.try_load()  # not only readiness: a model that arrived late must reach every worker
     if model is None:
         return _unavailable(state)
-    pairs = parse_feedback(_json_body(), model.class_names, state.receipts)
+    pairs = parse_feedback(_json_body()[0], model.class_names, state.receipts)
     if state.metrics is not None:
         state.metrics.observe_feedback(pairs)
     return jsonify(accepted=len(pairs), model_version=model.version)

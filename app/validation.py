@@ -153,8 +153,11 @@ def _number(value: Any, where: str) -> float:
     raise InvalidInput("non_numeric", f"{where} must be a number")
 
 
-def parse_instances(payload: dict[str, Any], feature_names: Sequence[str]) -> np.ndarray:
-    """``{"instances": [...]}`` to a rows x features float matrix, rows as lists or as objects."""
+def parse_instances(payload: dict[str, Any], feature_names: Sequence[str], body: bytes | None = None) -> np.ndarray:
+    """``{"instances": [...]}`` to a rows x features float matrix, rows as lists or as objects.
+
+    `body`, the JSON text `payload` was decoded from, lets a batch free of literals skip a per-value type check.
+    """
     instances = require_keys(payload, "instances")
     if not isinstance(instances, list):
         raise InvalidInput("not_a_list", '"instances" must be a list of rows')
@@ -162,14 +165,14 @@ def parse_instances(payload: dict[str, Any], feature_names: Sequence[str]) -> np
         raise InvalidInput("empty_batch", '"instances" must hold at least one row')
     if len(instances) > MAX_ROWS:
         raise InvalidInput("batch_too_large", f'"instances" may hold at most {MAX_ROWS} rows')
-    rows = _as_matrix(instances, feature_names)
+    rows = _as_matrix(instances, feature_names, body)
     if rows is not None:
         return rows
     # Not plainly valid: value by value, so that a refusal names its reason and the first row and feature at fault.
     return _parse_rows(instances, feature_names)
 
 
-def _as_matrix(instances: list, feature_names: Sequence[str]) -> np.ndarray | None:
+def _as_matrix(instances: list, feature_names: Sequence[str], body: bytes | None = None) -> np.ndarray | None:
     """The whole batch in one conversion and vectorised checks; None when any check fails.
 
     Only plainly valid batches pass: every row a list, or every row an object with exactly the model's
@@ -188,15 +191,30 @@ def _as_matrix(instances: list, feature_names: Sequence[str]) -> np.ndarray | No
             return None
     elif kinds != {list}:
         return None
-    if not set(map(type, chain.from_iterable(instances))) <= _NUMBER_TYPES:
-        return None
     try:
-        rows = np.array(instances, dtype=np.float64)
+        if body is not None and _free_of_literals(body):
+            # No bool or None can be among the values, and numpy's own choice of type tells numbers (an int or
+            # a float kind) from strings and objects: one pass over the values instead of two.
+            rows = np.array(instances)
+            if rows.dtype.kind not in "iuf":
+                return None
+            rows = rows.astype(np.float64, copy=False)
+        elif set(map(type, chain.from_iterable(instances))) <= _NUMBER_TYPES:
+            rows = np.array(instances, dtype=np.float64)
+        else:
+            return None
     except (ValueError, OverflowError):  # rows of different lengths; an int beyond the float range
         return None
     if rows.shape != (len(instances), width) or not np.isfinite(rows).all() or np.abs(rows).max() >= MAX_MAGNITUDE:
         return None
     return rows
+
+
+def _free_of_literals(body: bytes) -> bool:
+    """True when the JSON text holds no `true`, `false` or `null`: each has a "u" or an "l", and the text of a
+    number or of the key "instances" has neither, so a plain batch of lists passes (two memchr, well under a
+    microsecond at 256 rows). A string with either letter (a feature name as a key) only means False."""
+    return b"u" not in body and b"l" not in body
 
 
 _NUMBER_TYPES = frozenset({float, int})

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from app.metrics import CONFIDENCE_BUCKETS
 from app.pending import PendingHistogram
-from app.validation import InvalidInput, _as_matrix, _parse_rows, decode_json_object
+from app.validation import InvalidInput, _as_matrix, _free_of_literals, _parse_rows, decode_json_object
 
 FEATURES = [f"f{i}" for i in range(4)]
 NUMBERS = (
@@ -22,9 +22,20 @@ NUMBERS = (
     | st.integers(-(10**20), 10**20)
     | st.sampled_from([1e300, -1e300, 10**300, 10**300 + 1, 2**64, 1.0, 0.0, -0.0])
 )
-VALUES = NUMBERS | st.booleans() | st.none() | st.text(max_size=3) | st.floats() | st.lists(NUMBERS, max_size=2)
+# Numbers written as strings too: numpy would read "4" as 4.0 where a float is asked for.
+NUMERIC_TEXT = st.from_regex(r"-?[0-9]{1,3}(\.[0-9])?|nan|inf", fullmatch=True)
+VALUES = (
+    NUMBERS
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=3)
+    | NUMERIC_TEXT
+    | st.floats()
+    | st.lists(NUMBERS, max_size=2)
+)
 ROWS = st.one_of(
     st.lists(NUMBERS, min_size=4, max_size=4),
+    st.lists(NUMBERS | NUMERIC_TEXT, min_size=4, max_size=4),
     st.lists(VALUES, min_size=3, max_size=5),
     st.fixed_dictionaries({f: NUMBERS for f in FEATURES}),
     st.dictionaries(st.sampled_from([*FEATURES, "x"]), VALUES, max_size=5),
@@ -40,23 +51,47 @@ def _outcome(parse, instances):
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.lists(ROWS, min_size=1, max_size=5) | st.lists(st.lists(NUMBERS, min_size=4, max_size=4), min_size=1))
+@given(
+    st.lists(ROWS, min_size=1, max_size=5)
+    | st.lists(st.lists(NUMBERS, min_size=4, max_size=4), min_size=1)
+    | st.lists(st.lists(NUMBERS | NUMERIC_TEXT, min_size=4, max_size=4), min_size=1, max_size=5)
+)
 def test_the_vectorised_batch_path_accepts_only_what_the_value_by_value_path_accepts_and_gives_the_same(instances):
-    fast = _as_matrix(instances, FEATURES)
-    if fast is None:
-        return  # left to _parse_rows, which parse_instances then calls
     slow = _outcome(_parse_rows, instances)
-    assert isinstance(slow, np.ndarray), f"fast path accepted what the slow path refuses: {slow}"
-    assert fast.dtype == slow.dtype == np.float64
-    np.testing.assert_array_equal(fast, slow)
+    # Both ways in: without the body (a per-value type check), and with the JSON text the batch came in.
+    for fast in (_as_matrix(instances, FEATURES), _as_matrix(instances, FEATURES, _body(instances))):
+        if fast is None:
+            continue  # left to _parse_rows, which parse_instances then calls
+        assert isinstance(slow, np.ndarray), f"fast path accepted what the slow path refuses: {slow}"
+        assert fast.dtype == slow.dtype == np.float64
+        np.testing.assert_array_equal(fast, slow)
 
 
-def test_the_vectorised_path_takes_plain_batches():
+def _body(instances) -> bytes:
+    return json.dumps({"instances": instances}).encode()
+
+
+PLAIN = ([[1, 2.5, 3, 4]] * 256, [[-(2**63), 2**64 - 1, 1e-300, 0]], [[1, 2, 3, 4]])
+REFUSED = ([[1, 2, 3, True]], [[1, 2, 3, False]], [[1, 2, 3, None]], [[1, 2, 3, "4"]], [[1, 2, 3]], [[1, 2, 3, 1e301]])
+
+
+@pytest.mark.parametrize("with_body", [False, True])
+def test_the_vectorised_path_takes_plain_batches(with_body):
     # Else the fast path would be dead code and the property above would hold vacuously.
-    assert _as_matrix([[1, 2.5, 3, 4]] * 256, FEATURES) is not None
-    assert _as_matrix([dict.fromkeys(FEATURES, 1.5)] * 3, FEATURES) is not None
-    for refused in ([[1, 2, 3, True]], [[1, 2, 3, None]], [[1, 2, 3, "4"]], [[1, 2, 3]], [[1, 2, 3, 1e301]]):
-        assert _as_matrix(refused, FEATURES) is None
+    def fast(instances):
+        return _as_matrix(instances, FEATURES, _body(instances) if with_body else None)
+
+    for plain in PLAIN:
+        assert fast(plain) is not None
+    assert fast([dict.fromkeys(FEATURES, 1.5)] * 3) is not None
+    for refused in REFUSED:
+        assert fast(refused) is None
+
+
+def test_a_body_free_of_literals_is_what_a_plain_batch_sends():
+    # The one-pass branch is taken for the usual body, and never for one that holds a literal.
+    assert _free_of_literals(_body(PLAIN[0])) and _free_of_literals(b'{"instances": [[1e-05, -2E+3, 0.5, 7]]}')
+    assert not any(_free_of_literals(_body(refused)) for refused in REFUSED[:3])
 
 
 JSON = st.recursive(
