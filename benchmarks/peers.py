@@ -1,6 +1,7 @@
 """This service next to the model servers a user would pick instead, serving the same model file, in one run.
 
-    python -m benchmarks.peers [--seconds 10] [--rounds 6] [--sizes 1 256] [--connections 4 16] [--threads 2]
+    python -m benchmarks.peers [--seconds 10] [--rounds 6] [--warmup 2] [--sizes 1 256] [--connections 4 16]
+                               [--threads 2]
                                [--servers this kserve mlserver] [--variant NAME=GUNICORN_CMD_ARGS ...]
     make bench-peers
 
@@ -20,7 +21,9 @@ only (checked from /proc before any load is sent).
 Load: wrk (`apt-get install wrk`) with keep-alive connections, or, where wrk is missing, a Python keep-alive
 client in one process per connection (slower: it saturates sooner); the output says which. Each round runs
 every server once per batch size, in a rotating order, so that none always runs on a warmer or busier machine;
-the figures are medians over rounds. Before the load, the 256-row answers of all servers are compared.
+the figures are medians over rounds. Every measured run follows `--warmup` seconds of the same load, unmeasured,
+so that none starts on a machine left idle by the wait below and another on a busy one. Before the load, the
+256-row answers of all servers are compared.
 The guard (harness/quiet.py): before each run, the benchmark waits (up to `--settle` seconds) for the 1-minute
 load to fall under 1.0; it prints the load before and after every run and the CPU other processes used
 meanwhile. A run that started above 1.0 is flagged, and every goal line then reads "not measured": a ratio
@@ -105,6 +108,13 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of one measuring run")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="unmeasured load at the same size and connections right before every measured run (0: none)",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 256], help="rows per request")
     parser.add_argument(
         "--connections", type=int, nargs="+", default=[4, 16], help="keep-alive connections (wrk -c), each in turn"
@@ -177,6 +187,9 @@ def measure(peer: Peer, size: int, conns: int, round_: int, args: argparse.Names
     # Halfway through, every connection is open: how they are spread over the server's processes.
     halfway = threading.Timer(args.seconds / 2, lambda: held.append(connections_per_process(tree(pid), port)))
     with guard.round(f"round {round_ + 1}, {size} rows, -c{conns}, {peer.name}") as measured:
+        # The same start for every run, whatever idle wait came before it: the server and the machine already busy.
+        if args.warmup > 0:
+            generator(peer.url, peer.bodies[size], args.warmup, conns, args.threads)
         cpu_before, kernel_before = cpu_seconds(pid), kernel_work(pid)
         halfway.start()
         result = generator(peer.url, peer.bodies[size], args.seconds, conns, args.threads)
