@@ -110,8 +110,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(
         "--warmup",
-        type=float,
-        default=2.0,
+        type=int,  # wrk takes whole seconds
+        default=2,
         metavar="SECONDS",
         help="unmeasured load at the same size and connections right before every measured run (0: none)",
     )
@@ -328,12 +328,26 @@ def print_ratios(runs: dict, median: dict, other: str, size: int) -> None:
     )
 
 
+def lowest_round(names: list[str], size: int, runs: dict, median: dict, index: int) -> str:
+    """This project's lowest round next to the other servers' same round: when they all fell, the machine did."""
+    this = runs[("this", size)][index]
+    line = f"round {this['round']}, CPU per request {this['cpu_ms'] / median[('this', size)]['cpu_ms']:.2f}x its median"
+    others = [
+        f"{name} at {runs[(name, size)][index]['rps'] / median[(name, size)]['rps']:.2f}x"
+        for name in names
+        if name != "this"
+    ]
+    whose = "its median" if len(others) == 1 else "their medians"
+    return line + (f"; the same round: {', '.join(others)} {whose}" if others else "")
+
+
 def print_goals(names: list[str], sizes: list[int], runs: dict, median: dict, guard: LoadGuard, conns: int) -> None:
     for size in sizes:
         rounds = [r["rps"] / median[("this", size)]["rps"] for r in runs[("this", size)]]
         print(
             f"goal at -c{conns}: every round >= {ROUND_FLOOR:.2f}x its median at {size} row(s): "
-            f"{guard.verdict(min(rounds) >= ROUND_FLOOR)} (lowest {min(rounds):.2f}x of {len(rounds)} rounds)"
+            f"{guard.verdict(min(rounds) >= ROUND_FLOOR)} (lowest {min(rounds):.2f}x of {len(rounds)} rounds: "
+            f"{lowest_round(names, size, runs, median, rounds.index(min(rounds)))})"
         )
         if "kserve" not in names:
             continue

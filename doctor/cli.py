@@ -45,7 +45,12 @@ LIVE_KINDS = (
     "networkpolicies.networking.k8s.io",
     "namespaces",
     "configmaps",
+    # What a ScaledObject's scaleTargetRef may name.
+    "deployments.apps",
+    "statefulsets.apps",
 )
+# Kinds of an add-on the cluster may not have: asked for apart, so that a cluster without KEDA is still walked.
+OPTIONAL_KINDS = ("scaledobjects.keda.sh",)
 # The grafana chart's dashboard sidecar container, and the env k8s-sidecar reads its selection from.
 SIDECAR_CONTAINER = "grafana-sc-dashboard"
 
@@ -115,22 +120,36 @@ def live_objects(from_json: Path | None) -> tuple[list[Obj], str]:
         kubectl = shutil.which("kubectl")
         if kubectl is None:
             raise InputError("kubectl is not on PATH: --live needs it (or --from-json FILE)")
-        command = [kubectl, "get", ",".join(LIVE_KINDS), "--all-namespaces", "-o", "json"]
-        # No stdin: kubectl would otherwise stop to ask for a username when the kubeconfig has no credentials.
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise InputError("`kubectl get` did not answer within 120 s") from None
-        if result.returncode != 0:
-            # kubectl's own summary comes last, after the client library's log lines.
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise InputError(f"`kubectl get` failed: {last}")
-        text, origin = result.stdout, "the cluster of kubectl's current context"
+        text, origin = _kubectl_get(kubectl, LIVE_KINDS), "the cluster of kubectl's current context"
+        for kind in OPTIONAL_KINDS:
+            try:
+                text = f"[{text}, {_kubectl_get(kubectl, (kind,))}]"
+            except KindMissing:
+                origin += f" (no {kind}: its CRD is not installed)"
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{from_json or 'kubectl output'} is not JSON: {exc}") from None
     return _items(document), origin
+
+
+class KindMissing(InputError):
+    """The API server has no such resource type: an add-on whose CRD is not installed."""
+
+
+def _kubectl_get(kubectl: str, kinds: tuple[str, ...]) -> str:
+    command = [kubectl, "get", ",".join(kinds), "--all-namespaces", "-o", "json"]
+    # No stdin: kubectl would otherwise stop to ask for a username when the kubeconfig has no credentials.
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise InputError("`kubectl get` did not answer within 120 s") from None
+    if result.returncode != 0:
+        # kubectl's own summary comes last, after the client library's log lines.
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        missing = "doesn't have a resource type" in last
+        raise (KindMissing if missing else InputError)(f"`kubectl get` failed: {last}")
+    return result.stdout
 
 
 def _items(document: Any) -> list[Obj]:

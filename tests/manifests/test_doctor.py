@@ -13,12 +13,14 @@ import pytest
 import yaml
 
 from declarations import chart
+from declarations.autoscaling import chart_services
 from declarations.manifests import CANARY
 from doctor import cli as doctor
 from doctor.report import SERVICE_NAME_LABEL, Cluster, Hop, Report
 from doctor.walk import diagnose
 from harness.server import free_port
 from offcluster.__main__ import main as cli
+from tests.manifests import kube_api
 from tests.manifests.deploy_spec import APP_NAMESPACE, MANIFESTS, MONITORING_NAMESPACE, Obj, one
 
 Edit = Callable[[list[Obj], Obj], None]
@@ -319,12 +321,13 @@ def _ready(ready: bool) -> dict[str, Any]:
 
 def _live(base_objects: list[Obj], prometheus: Obj, sidecar: dict[str, Any]) -> list[Obj]:
     """What `kubectl get ... -A -o json` returns once helmfile and `kubectl apply -k manifests` have run."""
-    # doctor.LIVE_KINDS fetches neither Deployments nor ScaledObjects (a cluster without KEDA has no such kind).
-    objects = copy.deepcopy([o for o in base_objects if o["kind"] not in ("Deployment", "ScaledObject")])
+    objects = copy.deepcopy(base_objects)
     objects.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": MONITORING_NAMESPACE}})
     deployed = copy.deepcopy(prometheus)
     deployed["status"] = {"availableReplicas": 1, "replicas": 1}
     objects.append(deployed)
+    # The Service the chart puts in front of it, which the ScaledObject's trigger asks.
+    objects.extend(chart_services(None, deployed, chart.prometheus_pod_labels(deployed)))
     objects.append(
         {
             "apiVersion": "v1",
@@ -500,7 +503,7 @@ def test_live_a_service_without_selector_is_judged_by_its_endpointslices(
     live: list[Obj], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Like the operator's kubelet Service: no selector, endpoints written by a controller.
-    del one(live, "Service")["spec"]["selector"]
+    del one(live, "Service", one(live, "ServiceMonitor")["metadata"]["name"])["spec"]["selector"]
     code, out = _run_live(live, tmp_path, capsys)
     assert code == 0, out
     assert "has no spec.selector: another controller writes its endpoints" in out
@@ -521,3 +524,57 @@ def test_a_wrong_scale_target_is_printed_with_the_deployments_there(
     [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  BROKEN")]
     assert line.split()[:2] == ["BROKEN", "scale-target"]
     assert "Deployment ml-serving/wine-clasifier, which does not exist (Deployments there: wine-classifier)" in line
+
+
+# ---- live mode through the real kubectl, against a stand-in API server (tests/manifests/kube_api.py) -----------
+
+# The resource types of a cluster where helmfile has installed kube-prometheus-stack's CRDs.
+INSTALLED = [
+    *(("v1", kind) for kind in ("Service", "Pod", "Namespace", "ConfigMap")),
+    ("discovery.k8s.io/v1", "EndpointSlice"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    *(("monitoring.coreos.com/v1", kind) for kind in ("Prometheus", "ServiceMonitor", "PodMonitor", "PrometheusRule")),
+]
+KEDA = ("keda.sh/v1alpha1", "ScaledObject")
+
+
+def _kubectl_live(
+    objects: list[Obj], kinds: list[tuple[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> tuple[int, str]:
+    monkeypatch.setenv("HOME", str(tmp_path))  # kubectl's discovery cache
+    with kube_api.serving(objects, kinds, tmp_path) as kubeconfig:
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        code = doctor.main(["--live"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_live_through_kubectl_walks_the_scaled_object(
+    live: list[Obj], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = _kubectl_live(live, [*INSTALLED, KEDA], tmp_path, monkeypatch, capsys)
+    assert code == 0, out
+    scaled = one(live, "ScaledObject")["metadata"]
+    assert f"ScaledObject {scaled['namespace']}/{scaled['name']}" in out
+    assert "ok     scale-target" in out and "ok     prometheus-server" in out, out
+
+
+def test_live_through_kubectl_a_scaled_object_without_its_deployment_is_broken(
+    live: list[Obj], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    objects = [o for o in live if o["kind"] != "Deployment"]
+    code, out = _kubectl_live(objects, [*INSTALLED, KEDA], tmp_path, monkeypatch, capsys)
+    assert code == 1, out
+    assert _broken_keys(out) == {"scale-target"}, out
+
+
+def test_live_through_kubectl_a_cluster_without_keda_is_walked_without_it(
+    live: list[Obj], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    objects = [o for o in live if o["kind"] != "ScaledObject"]
+    code, out = _kubectl_live(objects, INSTALLED, tmp_path, monkeypatch, capsys)
+    assert code == 0, out
+    assert "(no scaledobjects.keda.sh: its CRD is not installed)" in out
+    assert "scale-target" not in out and "ok     pods-ready" in out
