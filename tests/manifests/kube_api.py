@@ -71,6 +71,15 @@ class _Api:
         return {"name": name, "versions": [preferred], "preferredVersion": preferred}
 
 
+def kubeconfig(path: Path, port: int) -> Path:
+    """A kubeconfig whose current context is an API server on 127.0.0.1:`port`, with no credentials."""
+    cluster = {"name": "local", "cluster": {"server": f"http://127.0.0.1:{port}"}}
+    context = {"name": "local", "context": {"cluster": "local", "user": "nobody"}}
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "contexts": [context]}
+    path.write_text(yaml.safe_dump(config | {"current-context": "local", "users": [{"name": "nobody", "user": {}}]}))
+    return path
+
+
 @contextmanager
 def serving(objects: list[dict[str, Any]], kinds: list[tuple[str, str]], home: Path) -> Iterator[Path]:
     """Serves `objects`, whose kinds it has, and the `kinds` (apiVersion, kind) it has besides, with no objects;
@@ -96,21 +105,8 @@ def serving(objects: list[dict[str, Any]], kinds: list[tuple[str, str]], home: P
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    kubeconfig = home / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody"}}],
-                "current-context": "fake",
-                "users": [{"name": "nobody", "user": {}}],
-            }
-        )
-    )
     try:
-        yield kubeconfig
+        yield kubeconfig(home / "kubeconfig", server.server_port)
     finally:
         server.shutdown()
         server.server_close()

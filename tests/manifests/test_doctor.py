@@ -293,20 +293,7 @@ def test_live_without_a_reachable_cluster_exits_2_with_kubectls_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A kubeconfig naming a port nothing listens on: the real kubectl, failing as it does for a user.
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "gone", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-                "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "nobody"}}],
-                "current-context": "gone",
-                "users": [{"name": "nobody", "user": {}}],
-            }
-        )
-    )
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig(tmp_path / "kubeconfig", free_port())))
     assert cli(["doctor", "--live"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("doctor: `kubectl get` failed: The connection to the server 127.0.0.1:") and "\n" not in err
