@@ -192,9 +192,9 @@ def _as_matrix(instances: list, feature_names: Sequence[str], body: bytes | None
     elif kinds != {list}:
         return None
     try:
-        if body is not None and _free_of_literals(body):
-            # No bool or None can be among the values, and numpy's own choice of type tells numbers (an int or
-            # a float kind) from strings and objects: one pass over the values instead of two.
+        if body is not None and _only_numbers(body):
+            # Numbers, lists and empty objects only, and numpy's own choice of type tells numbers (an int or a
+            # float kind) from the rest: one pass over the values instead of two.
             rows = np.array(instances)
             if rows.dtype.kind not in "iuf":
                 return None
@@ -210,11 +210,16 @@ def _as_matrix(instances: list, feature_names: Sequence[str], body: bytes | None
     return rows
 
 
-def _free_of_literals(body: bytes) -> bool:
-    """True when the JSON text holds no `true`, `false` or `null`: each has a "u" or an "l", and the text of a
-    number or of the key "instances" has neither, so a plain batch of lists passes (two memchr, well under a
-    microsecond at 256 rows). A string with either letter (a feature name as a key) only means False."""
-    return b"u" not in body and b"l" not in body
+def _only_numbers(body: bytes) -> bool:
+    """True when the JSON text holds no string but its one key (two quotes: `{"instances": [...]}`) and no
+    `true`, `false` or `null` (each has a "u" or an "l", which no number's text has): then every value in it
+    is a number, a list or an empty object. Five memchr, about a microsecond at 256 rows.
+
+    The strings matter for memory, not only for types: numpy makes a batch holding one long string an array of
+    strings that long, one per value (a 1 MiB body could ask for 150 GiB).
+    """
+    second = body.find(b'"', body.find(b'"') + 1)
+    return second >= 0 and body.find(b'"', second + 1) < 0 and b"u" not in body and b"l" not in body
 
 
 _NUMBER_TYPES = frozenset({float, int})

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from app.metrics import CONFIDENCE_BUCKETS
 from app.pending import PendingHistogram
-from app.validation import InvalidInput, _as_matrix, _free_of_literals, _parse_rows, decode_json_object
+from app.validation import InvalidInput, _as_matrix, _only_numbers, _parse_rows, decode_json_object, parse_instances
 
 FEATURES = [f"f{i}" for i in range(4)]
 NUMBERS = (
@@ -88,10 +88,19 @@ def test_the_vectorised_path_takes_plain_batches(with_body):
         assert fast(refused) is None
 
 
-def test_a_body_free_of_literals_is_what_a_plain_batch_sends():
-    # The one-pass branch is taken for the usual body, and never for one that holds a literal.
-    assert _free_of_literals(_body(PLAIN[0])) and _free_of_literals(b'{"instances": [[1e-05, -2E+3, 0.5, 7]]}')
-    assert not any(_free_of_literals(_body(refused)) for refused in REFUSED[:3])
+def test_the_one_pass_branch_takes_a_body_of_numbers_only():
+    # Taken for the usual body; never for one that holds a literal, a string value or a second key.
+    assert _only_numbers(_body(PLAIN[0])) and _only_numbers(b'{"instances": [[1e-05, -2E+3, 0.5, 7]]}')
+    assert not any(_only_numbers(_body(refused)) for refused in REFUSED[:4])
+    assert not _only_numbers(b'{"instances": [[1, 2, 3, 4]], "id": 7}') and not _only_numbers(b"[[1, 2, 3, 4]]")
+
+
+def test_a_long_string_among_many_values_is_refused_without_a_matrix_of_strings():
+    # numpy would make every value a string as long as the longest: 150 GiB from this body of under 1 MiB.
+    instances = [["x" * 400_000, *[1] * 100_000]]
+    with pytest.raises(InvalidInput) as refused:
+        parse_instances({"instances": instances}, FEATURES, _body(instances))
+    assert refused.value.reason == "wrong_row_length"
 
 
 JSON = st.recursive(
