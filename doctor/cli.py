@@ -112,7 +112,7 @@ def offline_cluster(directory: Path) -> Cluster:
 def live_objects(from_json: Path | None) -> tuple[list[Obj], str]:
     if from_json is not None:
         try:
-            text = from_json.read_text()
+            texts = [from_json.read_text()]
         except OSError as exc:
             raise InputError(f"cannot read {from_json}: {exc.strerror}") from None
         origin = f"{from_json} (saved kubectl get -o json)"
@@ -120,17 +120,17 @@ def live_objects(from_json: Path | None) -> tuple[list[Obj], str]:
         kubectl = shutil.which("kubectl")
         if kubectl is None:
             raise InputError("kubectl is not on PATH: --live needs it (or --from-json FILE)")
-        text, origin = _kubectl_get(kubectl, LIVE_KINDS), "the cluster of kubectl's current context"
+        texts, origin = [_kubectl_get(kubectl, LIVE_KINDS)], "the cluster of kubectl's current context"
         for kind in OPTIONAL_KINDS:
             try:
-                text = f"[{text}, {_kubectl_get(kubectl, (kind,))}]"
+                texts.append(_kubectl_get(kubectl, (kind,)))
             except KindMissing:
                 origin += f" (no {kind}: its CRD is not installed)"
     try:
-        document = json.loads(text)
+        documents = [json.loads(text) for text in texts]
     except json.JSONDecodeError as exc:
         raise InputError(f"{from_json or 'kubectl output'} is not JSON: {exc}") from None
-    return _items(document), origin
+    return _items(documents), origin
 
 
 class KindMissing(InputError):
